@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+// segloss — segmentation losses (Dice, BCE, BCE+Dice) behind a C ABI.
+//
+//   include/segloss.h            the public C header (the contract)
+//   Sources/SegLossKernels       the hot loops: statistics and gradient kernels, vector math;
+//                                compiled once per x86-64 level (the AVX2 and AVX-512 folders
+//                                are symlinks to this one) and chosen at load time
+//   Sources/CPUFeatures          one C function: which instruction-set level this CPU runs
+//   Sources/SegLossCore          pure Swift: the passes, the parallel driver, the losses
+//   Sources/SegLoss              the ABI: @_cdecl functions only
+import PackageDescription
+
+#if arch(x86_64)
+// The same kernel sources, compiled for two more CPU levels; the core picks one at load time.
+let kernelLevels: [(target: String, cpu: String)] = [
+    ("SegLossKernelsAVX2", "haswell"),
+    ("SegLossKernelsAVX512", "skylake-avx512"),
+]
+#else
+let kernelLevels: [(target: String, cpu: String)] = []
+#endif
+
+let kernelTargets: [Target] = kernelLevels.map { level in
+    .target(
+        name: level.target,
+        swiftSettings: [.unsafeFlags(["-target-cpu", level.cpu]), .define("SEGLOSS_FMA")]
+    )
+}
+
+let package = Package(
+    name: "segloss",
+    products: [
+        .library(name: "segloss", type: .dynamic, targets: ["SegLoss"]),
+    ],
+    targets: kernelTargets + [
+        .target(name: "SegLossKernels"),
+        .target(name: "CPUFeatures"),
+        .target(
+            name: "SegLossCore",
+            dependencies: ["SegLossKernels", "CPUFeatures"] + kernelLevels.map { .target(name: $0.target) }
+        ),
+        // The public header as a Clang module, so the Swift exports use its types and are
+        // checked against its prototypes at compile time (Sources/SegLoss/HeaderConformance.swift).
+        .systemLibrary(name: "CSegLoss", path: "include"),
+        .target(
+            name: "SegLoss",
+            dependencies: ["SegLossCore", "CSegLoss"],
+            exclude: ["exports.map"],
+            linkerSettings: [
+                // A self-contained .so: the Swift runtime linked in, only segloss_* exported.
+                // Release only: the debug build links the tests, which need the shared runtime.
+                .unsafeFlags(
+                    ["-static-stdlib", "-use-ld=lld", "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/SegLoss/exports.map"],
+                    .when(configuration: .release)
+                ),
+            ]
+        ),
+        .testTarget(name: "SegLossCoreTests", dependencies: ["SegLossCore"]),
+        .testTarget(name: "SegLossTests", dependencies: ["SegLoss", "CSegLoss"]),
+    ]
+)

@@ -1,0 +1,28 @@
+// HeaderConformance — the build fails if an export drifts from its prototype in segloss.h.
+//
+// Each line passes the header's declaration (imported through the CSegLoss Clang module) and
+// the Swift @_cdecl function to one generic function whose parameter pack forces both to the
+// same parameter and result types. (A plain `func same<T>(_: T, _: T)` would not: T would
+// silently become Any.) tests/check_exports.py checks the other half: the library exports
+// exactly the functions the header declares.
+import CSegLoss
+
+private func sameSignature<each Argument, Result>(
+    _ header: (repeat each Argument) -> Result, _ export: (repeat each Argument) -> Result
+) {}
+
+private func checkExportsMatchHeader() {
+    sameSignature(CSegLoss.segloss_version_number, SegLoss.segloss_version_number)
+    sameSignature(CSegLoss.segloss_version_string, SegLoss.segloss_version_string)
+    sameSignature(CSegLoss.segloss_status_string, SegLoss.segloss_status_string)
+    sameSignature(CSegLoss.segloss_set_num_threads, SegLoss.segloss_set_num_threads)
+    sameSignature(CSegLoss.segloss_get_num_threads, SegLoss.segloss_get_num_threads)
+    sameSignature(CSegLoss.segloss_kernel_name, SegLoss.segloss_kernel_name)
+    sameSignature(CSegLoss.segloss_dice_forward, SegLoss.segloss_dice_forward)
+    sameSignature(CSegLoss.segloss_dice_backward, SegLoss.segloss_dice_backward)
+    sameSignature(CSegLoss.segloss_bce_forward, SegLoss.segloss_bce_forward)
+    sameSignature(CSegLoss.segloss_bce_backward, SegLoss.segloss_bce_backward)
+    sameSignature(CSegLoss.segloss_bce_dice_forward, SegLoss.segloss_bce_dice_forward)
+    sameSignature(CSegLoss.segloss_bce_dice_backward, SegLoss.segloss_bce_dice_backward)
+    sameSignature(CSegLoss.segloss_bce_dice_forward_backward, SegLoss.segloss_bce_dice_forward_backward)
+}

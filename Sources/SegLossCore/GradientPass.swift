@@ -1,0 +1,32 @@
+// GradientPass — step 3: write every element's gradient from per-call coefficients.
+
+/// The gradient of a loss as an affine function of the target plus the BCE element
+/// derivative (DESIGN §2): g_i = targetScale·t_i + offset + elementScale·e'(p_i, t_i).
+public struct GradientCoefficients: Equatable, Sendable {
+    public var targetScale: Float
+    public var offset: Float
+    public var elementScale: Float
+
+    public init(targetScale: Float, offset: Float, elementScale: Float) {
+        self.targetScale = targetScale
+        self.offset = offset
+        self.elementScale = elementScale
+    }
+}
+
+/// Writes the gradient of every element into `grad` (which may be `pred`'s memory).
+/// Each element's value depends on its own inputs only, so any thread count gives the same bits.
+public func gradientPass(
+    pred: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>,
+    coefficients c: GradientCoefficients, into grad: UnsafeMutablePointer<Float>,
+    level: KernelLevel = .active, threads: Int = WorkerThreads.count
+) {
+    guard let p = pred.baseAddress, let t = target.baseAddress else { return }
+    let plan = ChunkPlan(count: pred.count, threads: threads)
+    plan.forEachChunk { index in
+        let range = plan.range(index)
+        level.gradient(
+            p + range.lowerBound, t + range.lowerBound, range.count,
+            c.targetScale, c.offset, c.elementScale, grad + range.lowerBound)
+    }
+}

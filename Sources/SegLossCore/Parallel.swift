@@ -1,0 +1,93 @@
+// Parallel — the worker-thread count and the deterministic chunked driver.
+import CPUFeatures
+import Dispatch
+import Synchronization
+
+/// The process-wide worker-thread setting: the only global state of the library.
+public enum WorkerThreads {
+    /// The most workers a call uses.
+    public static let maximum = 256
+
+    private static let setting = Atomic<Int>(0)  // 0: the default
+
+    /// SEGLOSS_NUM_THREADS when it is a positive integer, else the CPUs this process may use.
+    public static let defaultCount: Int = {
+        if let text = environmentValue("SEGLOSS_NUM_THREADS"),
+           let value = Int(text.trimmingSpaces), value > 0 {
+            return min(value, maximum)
+        }
+        return min(Int(segloss_available_cpus()), maximum)
+    }()
+
+    /// The count calls use now, at least 1.
+    public static var count: Int {
+        let value = setting.load(ordering: .relaxed)
+        return value > 0 ? value : defaultCount
+    }
+
+    /// Sets the count; n <= 0 restores the default, values above `maximum` are capped.
+    public static func set(_ n: Int) {
+        setting.store(n > 0 ? min(n, maximum) : 0, ordering: .relaxed)
+    }
+}
+
+extension String {
+    fileprivate var trimmingSpaces: Substring {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" }
+        guard let first = firstIndex(where: { !isSpace($0) }),
+              let last = lastIndex(where: { !isSpace($0) }) else { return "" }
+        return self[first...last]
+    }
+}
+
+/// Splits `count` elements into chunks whose boundaries depend on `count` alone, never on
+/// the thread count, so each chunk's result is the same whichever thread computes it.
+struct ChunkPlan {
+    /// Elements per chunk (a multiple of the kernels' block length).
+    static let chunkLength = 16_384
+    /// Below this many chunks a call stays on the calling thread: waking workers would cost
+    /// more than they save.
+    static let minimumParallelChunks = 4
+    /// Chunk results a parallel statistics pass holds before folding them (bounded scratch).
+    static let roundLength = 128
+
+    let count: Int
+    let chunks: Int
+    let workers: Int
+
+    init(count: Int, threads: Int = WorkerThreads.count) {
+        self.count = count
+        self.chunks = (count &+ (Self.chunkLength &- 1)) / Self.chunkLength
+        self.workers = chunks < Self.minimumParallelChunks ? 1 : min(threads, chunks)
+    }
+
+    /// The element range of chunk `index`.
+    func range(_ index: Int) -> Range<Int> {
+        let start = index &* Self.chunkLength
+        return start..<min(start &+ Self.chunkLength, count)
+    }
+
+    /// Calls `body` once per chunk, on up to `workers` threads, in no particular order.
+    func forEachChunk(_ body: (Int) -> Void) {
+        forEach(chunksIn: 0..<chunks, body)
+    }
+
+    /// Calls `body(i)` for every chunk index in `indices`, spread over the workers.
+    func forEach(chunksIn indices: Range<Int>, _ body: (Int) -> Void) {
+        let workerCount = min(workers, indices.count)
+        if workerCount <= 1 {
+            for index in indices { body(index) }
+            return
+        }
+        // Each index is handed to exactly one worker, and concurrentPerform returns only when
+        // all are done: the callers' closures write disjoint memory and outlive the workers.
+        nonisolated(unsafe) let body = body
+        DispatchQueue.concurrentPerform(iterations: workerCount) { worker in
+            var index = indices.lowerBound &+ worker
+            while index < indices.upperBound {
+                body(index)
+                index &+= workerCount
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+// VectorMath — branch-free float32 log and log(1 - p) that LLVM vectorizes in a loop.
+//
+// These are written as scalar functions on purpose: called from a branch-free loop over
+// pointers they auto-vectorize (the SIMDn<Float> spelling of the same math compiles to
+// scalar code with this compiler). Everything here is integer bit manipulation and
+// + - * / with wrapping integer operators, so no input (NaN, negative, infinite) can trap.
+//
+// Accuracy, measured exhaustively over every float32 in (0, 1] against a Double `log`
+// (Tests/SegLossCoreTests/VectorMathTests.swift checks it for every compiled kernel level):
+//   logApprox:           at most 1 ulp with FMA (AVX2, AVX-512, arm64), at most 2 ulp without
+//   logOneMinusApprox:   at most 2 ulp over every p in [0, 1) with 1 - p > 0
+// where an ulp is that of the float32 result.
+
+/// a * b + c, fused where the CPU level compiled for has FMA.
+@inline(__always)
+func multiplyAdd(_ a: Float, _ b: Float, _ c: Float) -> Float {
+    #if SEGLOSS_FMA || arch(arm64)
+    return c.addingProduct(a, b)
+    #else
+    return a * b + c
+    #endif
+}
+
+/// Natural logarithm of `x` for x in [0, +inf): -inf for 0, correct for subnormals.
+///
+/// x = 2^e * m with m in [sqrt(1/2), sqrt(2)); log(m) = f - f^2/2 + f^3 * P(f), f = m - 1,
+/// with a degree-8 minimax P (Cephes' logf coefficients); e * ln 2 is added in two parts.
+@inline(__always)
+public func logApprox(_ x: Float) -> Float {
+    // Subnormals: scale by 2^23 first, take 23 back from the exponent.
+    let isSubnormal = x < Float.leastNormalMagnitude
+    let scaled = isSubnormal ? x * 8_388_608 : x
+    let exponentBias: Int32 = isSubnormal ? -23 : 0
+    // Subtracting the bits of sqrt(1/2) puts m in [sqrt(1/2), sqrt(2)) and leaves e above.
+    let sqrtHalfBits: UInt32 = 0x3f35_04f3
+    let shifted = scaled.bitPattern &- sqrtHalfBits
+    let exponent = (Int32(bitPattern: shifted) >> 23) &+ exponentBias
+    let mantissa = Float(bitPattern: (shifted & 0x007f_ffff) &+ sqrtHalfBits)
+    let f = mantissa - 1
+    let f2 = f * f
+    var p: Float = 7.0376836292e-2
+    p = multiplyAdd(p, f, -1.1514610310e-1)
+    p = multiplyAdd(p, f, 1.1676998740e-1)
+    p = multiplyAdd(p, f, -1.2420140846e-1)
+    p = multiplyAdd(p, f, 1.4249322787e-1)
+    p = multiplyAdd(p, f, -1.6668057665e-1)
+    p = multiplyAdd(p, f, 2.0000714765e-1)
+    p = multiplyAdd(p, f, -2.4999993993e-1)
+    p = multiplyAdd(p, f, 3.3333331174e-1)
+    let e = Float(exponent)
+    // ln 2 = 0.693359375 - 2.12194440e-4: the first part is exact in few bits, so e * it is exact.
+    let tail = multiplyAdd(e, -2.12194440e-4, multiplyAdd(f2, multiplyAdd(f, p, -0.5), 0))
+    let result = multiplyAdd(e, 0.693359375, f + tail)
+    return x > 0 ? result : -Float.infinity
+}
+
+/// log(1 - p) for p in [0, 1], without the rounding of 1 - p: for small p the rounded
+/// 1 - p loses p's low bits, so the exact remainder c = (1 - p) - u is added back as c / u.
+/// -inf for p = 1, like PyTorch's log1p(-p).
+@inline(__always)
+public func logOneMinusApprox(_ p: Float) -> Float {
+    let u = 1 - p
+    let c = (1 - u) - p  // exact: 1 - p == u + c (|1| >= |p|, so this two-sum is exact)
+    let safeU: Float = u > 0 ? u : 1
+    return logApprox(u) + c / safeU
+}
