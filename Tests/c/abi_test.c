@@ -1,0 +1,167 @@
+/* A C consumer of libsegloss.so: the header included twice, compiled with -Wall -Wextra
+ * -Werror -pedantic as C99 and C11. Checks the worked example against PyTorch's own float32
+ * results, that every status comes back for its input with the outputs untouched, and that
+ * an in-place gradient equals an out-of-place one. Exit status 0 only when all pass. */
+#include <segloss.h>
+#include <segloss.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int failures = 0;
+static int checks = 0;
+
+#define CHECK(cond, ...)                                   \
+    do {                                                   \
+        ++checks;                                          \
+        if (!(cond)) {                                     \
+            ++failures;                                    \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                  \
+            fprintf(stderr, "\n");                         \
+        }                                                  \
+    } while (0)
+
+static int close_to(double got, double want, double rtol) {
+    return fabs(got - want) <= rtol * fabs(want) + 1e-7;
+}
+
+/* PyTorch 2.x, float32, on the worked example. */
+static const float pred[4] = {0.9f, 0.1f, 0.8f, 0.7f};
+static const float target[4] = {1.0f, 0.0f, 1.0f, 1.0f};
+static const double torch_dice = 0.10769230;
+static const double torch_bce_dice = 0.15266359;
+static const double torch_bce_dice_grad[4] = {-0.22409600, 0.20752795, -0.24145710, -0.26377853};
+
+static void test_worked_example(void) {
+    float dice = 0, loss = 0, loss2 = 0, grad[4], grad2[4];
+    int i;
+    CHECK(segloss_dice_forward(pred, target, 4, 1.0f, &dice) == SEGLOSS_OK, "dice forward");
+    CHECK(close_to(dice, torch_dice, 1e-5), "dice %.8f", dice);
+    CHECK(segloss_bce_dice_forward(pred, target, 4, 0.5f, 0.5f, 1.0f, &loss) == SEGLOSS_OK, "forward");
+    CHECK(close_to(loss, torch_bce_dice, 1e-5), "bce+dice %.8f", loss);
+    CHECK(segloss_bce_dice_backward(pred, target, 4, 0.5f, 0.5f, 1.0f, 1.0f, grad) == SEGLOSS_OK,
+          "backward");
+    CHECK(segloss_bce_dice_forward_backward(pred, target, 4, 0.5f, 0.5f, 1.0f, &loss2, grad2) ==
+              SEGLOSS_OK, "forward_backward");
+    CHECK(loss2 == loss, "fused loss %.8f != %.8f", loss2, loss);
+    for (i = 0; i < 4; ++i) {
+        CHECK(close_to(grad[i], torch_bce_dice_grad[i], 1e-5), "grad[%d] %.8f", i, grad[i]);
+        CHECK(grad2[i] == grad[i], "fused grad[%d] differs", i);
+    }
+}
+
+static void test_version(void) {
+    char expected[32];
+    CHECK(segloss_version_number() == SEGLOSS_VERSION_NUMBER, "version number %u",
+          segloss_version_number());
+    sprintf(expected, "%d.%d.%d", SEGLOSS_VERSION_MAJOR, SEGLOSS_VERSION_MINOR,
+            SEGLOSS_VERSION_PATCH);
+    CHECK(strcmp(segloss_version_string(), expected) == 0, "version %s", segloss_version_string());
+    CHECK(strlen(segloss_kernel_name()) > 0, "kernel name");
+}
+
+/* Entry points, as bits: which ones a bad parameter concerns. */
+enum {
+    DICE_F = 1, DICE_B = 2, BCE_F = 4, BCE_B = 8, BD_F = 16, BD_B = 32, BD_FB = 64,
+    ALL = 127,
+    WEIGHTED = BD_F | BD_B | BD_FB,           /* take weight_bce, weight_dice */
+    SMOOTHED = DICE_F | DICE_B | WEIGHTED,    /* take smooth */
+    BACKWARD = DICE_B | BCE_B | BD_B          /* take grad_loss */
+};
+
+/* Calls the entry points in `entries` with one bad input and expects `want` from each, with
+ * the outputs left at their sentinel values. */
+static void expect_entries(int entries, const float *p, const float *t, size_t n, float wb,
+                           float wd, float s, float gl, segloss_status want, const char *what) {
+    const float sentinel = 12345.0f;
+    int entry, k;
+    for (entry = 0; entry < 7; ++entry) {
+        float loss = sentinel, grad[4] = {sentinel, sentinel, sentinel, sentinel};
+        segloss_status got = SEGLOSS_OK;
+        if (!(entries & (1 << entry))) continue;
+        switch (entry) {
+        case 0: got = segloss_dice_forward(p, t, n, s, &loss); break;
+        case 1: got = segloss_dice_backward(p, t, n, s, gl, grad); break;
+        case 2: got = segloss_bce_forward(p, t, n, &loss); break;
+        case 3: got = segloss_bce_backward(p, t, n, gl, grad); break;
+        case 4: got = segloss_bce_dice_forward(p, t, n, wb, wd, s, &loss); break;
+        case 5: got = segloss_bce_dice_backward(p, t, n, wb, wd, s, gl, grad); break;
+        default: got = segloss_bce_dice_forward_backward(p, t, n, wb, wd, s, &loss, grad); break;
+        }
+        CHECK(got == want, "%s: entry %d returned %d (%s), want %d", what, entry, (int)got,
+              segloss_status_string(got), (int)want);
+        CHECK(loss == sentinel, "%s: entry %d wrote the loss on error", what, entry);
+        for (k = 0; k < 4; ++k)
+            CHECK(grad[k] == sentinel, "%s: entry %d wrote the gradient on error", what, entry);
+    }
+}
+
+static void test_statuses(void) {
+    const float nan = (float)NAN, inf = (float)INFINITY;
+    const float bad_pred[4] = {0.9f, 1.5f, 0.8f, 0.7f};
+    const float nan_pred[4] = {0.9f, 0.1f, 0.8f, nan};
+    const float bad_target[4] = {1.0f, -0.5f, 1.0f, 1.0f};
+    const float nan_target[4] = {nan, 0.0f, 1.0f, 1.0f};
+    float loss = 0;
+    expect_entries(ALL, NULL, target, 4, 0.5f, 0.5f, 1, 1, SEGLOSS_ERROR_NULL_POINTER, "NULL pred");
+    expect_entries(ALL, pred, NULL, 4, 0.5f, 0.5f, 1, 1, SEGLOSS_ERROR_NULL_POINTER, "NULL target");
+    CHECK(segloss_dice_forward(pred, target, 4, 1, NULL) == SEGLOSS_ERROR_NULL_POINTER, "NULL loss");
+    CHECK(segloss_bce_dice_forward_backward(pred, target, 4, .5f, .5f, 1, &loss, NULL) ==
+              SEGLOSS_ERROR_NULL_POINTER, "NULL grad");
+    expect_entries(ALL, pred, target, 0, 0.5f, 0.5f, 1, 1, SEGLOSS_ERROR_EMPTY_INPUT, "count 0");
+    expect_entries(ALL, pred, target, (size_t)-1, 0.5f, 0.5f, 1, 1, SEGLOSS_ERROR_COUNT_TOO_LARGE, "SIZE_MAX");
+    expect_entries(ALL, pred, target, ((size_t)-1) / 4, 0.5f, 0.5f, 1, 1, SEGLOSS_ERROR_COUNT_TOO_LARGE,
+               "SIZE_MAX / 4");
+    expect_entries(WEIGHTED, pred, target, 4, -0.5f, 0.5f, 1, 1, SEGLOSS_ERROR_INVALID_ARGUMENT, "weight < 0");
+    expect_entries(WEIGHTED, pred, target, 4, 0.5f, nan, 1, 1, SEGLOSS_ERROR_INVALID_ARGUMENT, "weight NaN");
+    expect_entries(SMOOTHED, pred, target, 4, 0.5f, 0.5f, inf, 1, SEGLOSS_ERROR_INVALID_ARGUMENT, "smooth inf");
+    expect_entries(SMOOTHED, pred, target, 4, 0.5f, 0.5f, -1, 1, SEGLOSS_ERROR_INVALID_ARGUMENT, "smooth < 0");
+    expect_entries(BACKWARD, pred, target, 4, 0.5f, 0.5f, 1, nan, SEGLOSS_ERROR_INVALID_ARGUMENT,
+                   "grad_loss NaN");
+    expect_entries(BACKWARD, pred, target, 4, 0.5f, 0.5f, 1, -inf, SEGLOSS_ERROR_INVALID_ARGUMENT,
+                   "grad_loss -inf");
+    expect_entries(ALL, bad_pred, target, 4, 0.5f, 0.5f, 1, 1, SEGLOSS_ERROR_PRED_OUT_OF_RANGE, "pred 1.5");
+    expect_entries(ALL, nan_pred, target, 4, 0.5f, 0.5f, 1, 1, SEGLOSS_ERROR_PRED_OUT_OF_RANGE, "pred NaN");
+    expect_entries(ALL, pred, bad_target, 4, 0.5f, 0.5f, 1, 1, SEGLOSS_ERROR_TARGET_OUT_OF_RANGE, "target -0.5");
+    expect_entries(ALL, pred, nan_target, 4, 0.5f, 0.5f, 1, 1, SEGLOSS_ERROR_TARGET_OUT_OF_RANGE, "target NaN");
+    CHECK(strcmp(segloss_status_string(SEGLOSS_OK), "success") == 0, "OK message");
+    CHECK(strstr(segloss_status_string((segloss_status)99), "unknown") != NULL, "unknown status");
+}
+
+static void test_in_place(void) {
+    enum { N = 70001 };
+    static float p[N], t[N], g[N];
+    float loss1 = 0, loss2 = 0;
+    int i, same = 1;
+    for (i = 0; i < N; ++i) {
+        p[i] = (float)((i * 7919) % 1000) / 1000.0f;
+        t[i] = (i % 3 == 0) ? 1.0f : 0.0f;
+    }
+    CHECK(segloss_bce_dice_forward_backward(p, t, N, 0.5f, 0.5f, 1, &loss1, g) == SEGLOSS_OK, "out");
+    CHECK(segloss_bce_dice_forward_backward(p, t, N, 0.5f, 0.5f, 1, &loss2, p) == SEGLOSS_OK, "in");
+    for (i = 0; i < N; ++i) same = same && (p[i] == g[i]);
+    CHECK(same && loss1 == loss2, "in-place gradient differs from out-of-place");
+}
+
+static void test_threads(void) {
+    int initial = segloss_get_num_threads();
+    CHECK(initial >= 1, "threads %d", initial);
+    segloss_set_num_threads(3);
+    CHECK(segloss_get_num_threads() == 3, "set 3");
+    segloss_set_num_threads(100000);
+    CHECK(segloss_get_num_threads() == 256, "cap 256");
+    segloss_set_num_threads(0);
+    CHECK(segloss_get_num_threads() == initial, "0 restores the default");
+}
+
+int main(void) {
+    test_version();
+    test_worked_example();
+    test_statuses();
+    test_in_place();
+    test_threads();
+    printf("abi_test (C): %d passed, %d failed\n", checks - failures, failures);
+    return failures == 0 ? 0 : 1;
+}
