@@ -1,0 +1,44 @@
+"""segloss: segmentation losses (Dice, BCE, BCE+Dice), forward and backward, on numpy
+arrays, computed by libsegloss.so.
+
+    >>> import numpy as np, segloss
+    >>> pred = np.array([0.9, 0.1, 0.8, 0.7], np.float32)
+    >>> target = np.array([1, 0, 1, 1], np.float32)
+    >>> loss, grad = segloss.bce_dice_loss_and_grad(pred, target)
+    >>> round(loss, 6)
+    0.152664
+
+PyTorch modules with autograd are in segloss.torch.
+"""
+from ._api import (
+    bce_dice_loss,
+    bce_dice_loss_and_grad,
+    bce_dice_loss_backward,
+    bce_loss,
+    bce_loss_backward,
+    dice_loss,
+    dice_loss_backward,
+    get_num_threads,
+    kernel_name,
+    set_num_threads,
+    version,
+)
+from ._library import SegLossError, Status
+
+__version__: str = version()
+
+__all__ = [
+    "SegLossError",
+    "Status",
+    "__version__",
+    "bce_dice_loss",
+    "bce_dice_loss_and_grad",
+    "bce_dice_loss_backward",
+    "bce_loss",
+    "bce_loss_backward",
+    "dice_loss",
+    "dice_loss_backward",
+    "get_num_threads",
+    "kernel_name",
+    "set_num_threads",
+]
