@@ -12,18 +12,20 @@ import PackageDescription
 
 #if arch(x86_64)
 // The same kernel sources, compiled for two more CPU levels; the core picks one at load time.
-let kernelLevels: [(target: String, cpu: String)] = [
-    ("SegLossKernelsAVX2", "haswell"),
-    ("SegLossKernelsAVX512", "skylake-avx512"),
+let kernelLevels: [(target: String, flags: [String])] = [
+    ("SegLossKernelsAVX2", ["-target-cpu", "haswell"]),
+    // LLVM's tuning for this CPU prefers 256-bit vectors; the kernels' loops are throughput-
+    // bound arithmetic, twice as fast in 512-bit registers (16 floats).
+    ("SegLossKernelsAVX512", ["-target-cpu", "skylake-avx512", "-Xllvm", "-force-vector-width=16"]),
 ]
 #else
-let kernelLevels: [(target: String, cpu: String)] = []
+let kernelLevels: [(target: String, flags: [String])] = []
 #endif
 
 let kernelTargets: [Target] = kernelLevels.map { level in
     .target(
         name: level.target,
-        swiftSettings: [.unsafeFlags(["-target-cpu", level.cpu]), .define("SEGLOSS_FMA")]
+        swiftSettings: [.unsafeFlags(level.flags), .define("SEGLOSS_FMA")]
     )
 }
 

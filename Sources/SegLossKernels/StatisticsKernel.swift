@@ -63,19 +63,28 @@ public func statisticsKernel(
 }
 
 /// Range checks of one block, and whether any target is neither 0 nor 1.
+///
+/// Written as plain arithmetic and OR reductions, which LLVM vectorizes; the same tests as
+/// comparisons joined by && and || become branches. v = (x + 0)·(1 - x) is in [0, 0.25] (a
+/// hair above after rounding) exactly when x is in [0, 1], and negative or NaN otherwise
+/// (+inf and -inf give -inf; + 0 turns -0.0 into +0.0). As a bit pattern b, a valid v is
+/// below bits(0.5) = 0x3f00_0000; an invalid one has the sign bit set, or is a NaN above
+/// 0x7f80_0000. So b | (b + 0x4100_0000) has its top bit set exactly when v is invalid.
+/// A valid target is 0 or 1 exactly when its v is +0.0, whose bit pattern is all zeros.
 @inline(__always)
 private func checkBlock(_ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>)
     -> (invalidPred: Bool, invalidTarget: Bool, softTargets: Bool)
 {
-    var badPred: UInt32 = 0, badTarget: UInt32 = 0, soft: UInt32 = 0
+    let offset: UInt32 = 0x4100_0000, topBit: UInt32 = 0x8000_0000
+    var predCheck: UInt32 = 0, targetCheck: UInt32 = 0, softBits: UInt32 = 0
     for k in 0..<kernelBlockLength {
-        let pk = p[k], tk = t[k]
-        // Written so that NaN fails the test: NaN >= 0 is false.
-        badPred |= (pk >= 0 && pk <= 1) ? 0 : 1
-        badTarget |= (tk >= 0 && tk <= 1) ? 0 : 1
-        soft |= (tk == 0 || tk == 1) ? 0 : 1
+        let vp = ((p[k] + 0) * (1 - p[k])).bitPattern
+        let vt = ((t[k] + 0) * (1 - t[k])).bitPattern
+        predCheck |= vp | (vp &+ offset)
+        targetCheck |= vt | (vt &+ offset)
+        softBits |= vt
     }
-    return (badPred != 0, badTarget != 0, soft != 0)
+    return (predCheck & topBit != 0, targetCheck & topBit != 0, softBits != 0)
 }
 
 /// BCE terms for targets that are all exactly 0 or 1: one log per element,
@@ -86,14 +95,12 @@ private func hardElementTerms(
     _ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>
 ) {
     for k in 0..<kernelBlockLength {
+        // The argument is chosen, not the result, so only one log is evaluated.
         let pk = p[k]
         let isPositive = t[k] > 0.5
         let u = 1 - pk
         let c = (1 - u) - pk
-        let safeU: Float = u > 0 ? u : 1
-        let q = isPositive ? pk : u
-        let correction: Float = isPositive ? 0 : c / safeU
-        let l = logApprox(q) + correction
+        let l = logApprox(isPositive ? pk : u, remainder: isPositive ? 0 : c)
         out[k] = -(l > -100 ? l : -100)
     }
 }
@@ -113,7 +120,8 @@ private func softElementTerms(
     }
 }
 
-/// Eight double lanes per sum; a block's float terms are widened and added lane-wise.
+/// The block's sums: float in 16 lanes over runs of 128 elements (8 terms per lane, so a
+/// lane's rounding error stays below 8 ulp), then widened into 8 double lanes per sum.
 private struct LaneSums {
     var intersection = SIMD8<Double>()
     var predSum = SIMD8<Double>()
@@ -123,23 +131,41 @@ private struct LaneSums {
     var invalidPred = false
     var invalidTarget = false
 
+    static let runLength = 128
+
     @inline(__always)
     mutating func accumulate(
         _ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, _ e: UnsafePointer<Float>?
     ) {
-        var k = 0
-        while k < kernelBlockLength {
-            let pv = UnsafeRawPointer(p + k).loadUnaligned(as: SIMD8<Float>.self)
-            let tv = UnsafeRawPointer(t + k).loadUnaligned(as: SIMD8<Float>.self)
-            intersection += SIMD8<Double>(pv * tv)
-            predSum += SIMD8<Double>(pv)
-            targetSum += SIMD8<Double>(tv)
-            mismatch += SIMD8<Double>(pv * (1 - tv) + tv * (1 - pv))
-            if let e {
-                elementSum += SIMD8<Double>(UnsafeRawPointer(e + k).loadUnaligned(as: SIMD8<Float>.self))
+        var run = 0
+        while run < kernelBlockLength {
+            var i = SIMD16<Float>(), ps = SIMD16<Float>(), ts = SIMD16<Float>()
+            var m = SIMD16<Float>(), es = SIMD16<Float>()
+            var k = run
+            while k < run &+ Self.runLength {
+                let pv = UnsafeRawPointer(p + k).loadUnaligned(as: SIMD16<Float>.self)
+                let tv = UnsafeRawPointer(t + k).loadUnaligned(as: SIMD16<Float>.self)
+                i += pv * tv
+                ps += pv
+                ts += tv
+                m += pv * (1 - tv) + tv * (1 - pv)
+                if let e {
+                    es += UnsafeRawPointer(e + k).loadUnaligned(as: SIMD16<Float>.self)
+                }
+                k &+= 16
             }
-            k &+= 8
+            intersection += Self.widen(i)
+            predSum += Self.widen(ps)
+            targetSum += Self.widen(ts)
+            mismatch += Self.widen(m)
+            elementSum += Self.widen(es)
+            run &+= Self.runLength
         }
+    }
+
+    @inline(__always)
+    static func widen(_ x: SIMD16<Float>) -> SIMD8<Double> {
+        SIMD8<Double>(x.lowHalf) + SIMD8<Double>(x.highHalf)
     }
 
     var partial: StatisticsPartial {

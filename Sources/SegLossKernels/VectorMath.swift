@@ -21,20 +21,19 @@ func multiplyAdd(_ a: Float, _ b: Float, _ c: Float) -> Float {
     #endif
 }
 
-/// Natural logarithm of `x` for x in [0, +inf): -inf for 0, correct for subnormals.
+/// Natural logarithm of `x` for x in [0, 2^104): -inf for 0, correct for subnormals.
 ///
 /// x = 2^e * m with m in [sqrt(1/2), sqrt(2)); log(m) = f - f^2/2 + f^3 * P(f), f = m - 1,
 /// with a degree-8 minimax P (Cephes' logf coefficients); e * ln 2 is added in two parts.
 @inline(__always)
 public func logApprox(_ x: Float) -> Float {
-    // Subnormals: scale by 2^23 first, take 23 back from the exponent.
-    let isSubnormal = x < Float.leastNormalMagnitude
-    let scaled = isSubnormal ? x * 8_388_608 : x
-    let exponentBias: Int32 = isSubnormal ? -23 : 0
+    // Every x is scaled by 2^23 (exact below 2^104), which makes subnormals normal without a
+    // test; the 23 is taken back from the exponent.
+    let scaled = x * 8_388_608
     // Subtracting the bits of sqrt(1/2) puts m in [sqrt(1/2), sqrt(2)) and leaves e above.
     let sqrtHalfBits: UInt32 = 0x3f35_04f3
     let shifted = scaled.bitPattern &- sqrtHalfBits
-    let exponent = (Int32(bitPattern: shifted) >> 23) &+ exponentBias
+    let exponent = (Int32(bitPattern: shifted) >> 23) &- 23
     let mantissa = Float(bitPattern: (shifted & 0x007f_ffff) &+ sqrtHalfBits)
     let f = mantissa - 1
     let f2 = f * f
@@ -55,12 +54,20 @@ public func logApprox(_ x: Float) -> Float {
 }
 
 /// log(1 - p) for p in [0, 1], without the rounding of 1 - p: for small p the rounded
-/// 1 - p loses p's low bits, so the exact remainder c = (1 - p) - u is added back as c / u.
-/// -inf for p = 1, like PyTorch's log1p(-p).
+/// u = 1 - p loses p's low bits, so the exact remainder c = (1 - p) - u is added back as
+/// c / u. c is non-zero only when u is in [0.5, 1], and there 2 - u stands in for 1 / u:
+/// the error, |c|·(1 - u)², stays below a tenth of an ulp of the result, and no division is
+/// needed. -inf for p = 1, like PyTorch's log1p(-p).
 @inline(__always)
 public func logOneMinusApprox(_ p: Float) -> Float {
     let u = 1 - p
     let c = (1 - u) - p  // exact: 1 - p == u + c (|1| >= |p|, so this two-sum is exact)
-    let safeU: Float = u > 0 ? u : 1
-    return logApprox(u) + c / safeU
+    return logApprox(u, remainder: c)
+}
+
+/// log(u + c) for a float u and a small exact remainder c (|c| <= half an ulp of u):
+/// log(u) + c·(2 - u). With c = 0 it is logApprox(u), bit for bit.
+@inline(__always)
+public func logApprox(_ u: Float, remainder c: Float) -> Float {
+    multiplyAdd(c, 2 - u, logApprox(u))
 }
