@@ -1,4 +1,5 @@
-// VectorMath — branch-free float32 log and log(1 - p) that LLVM vectorizes in a loop.
+// VectorMath — branch-free float32 log, log(1 - p), log1p, exp and sigmoid that LLVM
+// vectorizes in a loop.
 //
 // These are written as scalar functions on purpose: called from a branch-free loop over
 // pointers they auto-vectorize (the SIMDn<Float> spelling of the same math compiles to
@@ -9,7 +10,12 @@
 // (Tests/SegLossCoreTests/VectorMathTests.swift checks it for every compiled kernel level):
 //   logApprox:           at most 1 ulp with FMA (AVX2, AVX-512, arm64), at most 2 ulp without
 //   logOneMinusApprox:   at most 2 ulp over every p in [0, 1) with 1 - p > 0
-// where an ulp is that of the float32 result.
+// and, over dense samples (every 16th float32) of their ranges:
+//   log1pApprox:         at most 2 ulp over [-1 + 2^-24, 2^30]
+//   expApprox:           at most 1 ulp over [-87.3, 88.7] (normal results)
+//   sigmoidApprox:       at most 3 ulp over [-87, 87]
+// where an ulp is that of the float32 result. exp and sigmoid are for the logits forms of
+// the losses (sigmoid applied inside the loss).
 
 /// a * b + c, fused where the CPU level compiled for has FMA.
 @inline(__always)
@@ -70,4 +76,51 @@ public func logOneMinusApprox(_ p: Float) -> Float {
 @inline(__always)
 public func logApprox(_ u: Float, remainder c: Float) -> Float {
     multiplyAdd(c, 2 - u, logApprox(u))
+}
+
+/// log(1 + y) for y in [-1, 2^104): accurate for tiny y, where 1 + y rounds. -inf at y = -1.
+@inline(__always)
+public func log1pApprox(_ y: Float) -> Float {
+    let u = 1 + y
+    // The remainder of the rounded sum: exact for |y| <= 1; above, it is below an ulp of the
+    // result's worth anyway.
+    let c = (1 - u) + y
+    let safeU: Float = u > 0 ? u : 1
+    return logApprox(u) + c / safeU
+}
+
+/// e^x for any float x: +inf above 88.72, 0 (through the subnormals) below -103.97, NaN for NaN.
+///
+/// x = n ln 2 + r with |r| <= ln 2 / 2; e^r = 1 + r + r^2 P(r) with a degree-5 minimax P
+/// (Cephes' expf coefficients); 2^n is applied in two halves so no step overflows before the
+/// last multiplication. No float-to-integer conversion (which would trap on NaN): n is read
+/// from the bits of x·log2(e) + 1.5·2^23.
+@inline(__always)
+public func expApprox(_ x: Float) -> Float {
+    let low: Float = -104, high: Float = 88.8
+    var clamped = x < low ? low : x    // NaN passes both tests and stays NaN
+    clamped = clamped > high ? high : clamped
+    let magic: Float = 12_582_912      // 1.5 * 2^23: adding it rounds to an integer
+    let shifted = multiplyAdd(clamped, 1.44269504088896341, magic)
+    let n = shifted - magic
+    let nBits = Int32(bitPattern: shifted.bitPattern) &- Int32(bitPattern: magic.bitPattern)
+    var r = multiplyAdd(n, -0.693359375, clamped)
+    r = multiplyAdd(n, 2.12194440e-4, r)
+    var p: Float = 1.9875691500e-4
+    p = multiplyAdd(p, r, 1.3981999507e-3)
+    p = multiplyAdd(p, r, 8.3334519073e-3)
+    p = multiplyAdd(p, r, 4.1665795894e-2)
+    p = multiplyAdd(p, r, 1.6666665459e-1)
+    p = multiplyAdd(p, r, 5.0000001201e-1)
+    let er = multiplyAdd(p, r * r, r) + 1
+    let half = nBits >> 1
+    let firstScale = Float(bitPattern: UInt32(bitPattern: (half &+ 127) << 23))
+    let secondScale = Float(bitPattern: UInt32(bitPattern: (nBits &- half &+ 127) << 23))
+    return er * firstScale * secondScale
+}
+
+/// 1 / (1 + e^-x): 0 and 1 at the far ends, NaN for NaN.
+@inline(__always)
+public func sigmoidApprox(_ x: Float) -> Float {
+    1 / (1 + expApprox(-x))
 }
