@@ -1,0 +1,284 @@
+/* bench_segloss.c — times segloss's BCE+Dice calls through the C API next to the memory
+ * floor (floor.c). bench/run.py compiles it (cc -O2, linked to .build/release/libsegloss.so
+ * with an rpath), runs it and parses its output: one JSON object per line.
+ *
+ *   bench_segloss info
+ *       library version, kernel name, default thread count
+ *   bench_segloss time BUDGET_SECONDS COUNT...
+ *       for every COUNT, hard and soft targets, 1 thread and all threads: the floor,
+ *       segloss_bce_dice_forward, _backward and _forward_backward, each timed call by call
+ *       (warm-up, then repetitions for about BUDGET_SECONDS), median and min per call
+ *   bench_segloss call BUDGET_SECONDS COUNT
+ *       only segloss_bce_dice_forward_backward, hard targets, all threads (the cost of a
+ *       bare C call on small arrays, next to the Python binding's)
+ *   bench_segloss rss COUNT cold|warm
+ *       peak RSS (VmHWM) before and after one fused forward+backward call of COUNT
+ *       elements, with
+ *       the buffers already touched; "warm" makes one small call first, so one-time
+ *       library set-up (worker threads, runtime) is not counted
+ *
+ * Inputs are deterministic (a counter-based hash; run.py makes the same arrays in numpy):
+ *   pred    (k + 0.5) / 2^23, k uniform in [0, 2^23)  — strictly inside (0, 1)
+ *   hard    1 where a uniform u in [0, 1) is < 0.3, else 0  (~30% ones)
+ *   soft    uniform in [0, 1)
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "floor.h"
+#include "segloss.h"
+
+#define W_BCE 0.5f
+#define W_DICE 0.5f
+#define SMOOTH 1.0f
+
+#define MIN_REPS 5
+#define MAX_REPS 20000
+
+/*---------------------------------------------------------------------- inputs */
+
+static uint64_t mix64(uint64_t z) /* splitmix64's finalizer */
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t hash(uint64_t stream, size_t i) { return mix64((stream << 40) ^ (uint64_t)i); }
+
+static void fill_inputs(float *pred, float *hard, float *soft, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        pred[i] = ((float)(hash(1, i) >> 41) + 0.5f) * 0x1p-23f;
+        if (hard) hard[i] = (float)(hash(2, i) >> 40) * 0x1p-24f < 0.3f ? 1.0f : 0.0f;
+        if (soft) soft[i] = (float)(hash(3, i) >> 40) * 0x1p-24f;
+    }
+}
+
+static float *alloc_floats(size_t n)
+{
+    float *p = malloc(n * sizeof(float));
+    if (!p) {
+        fprintf(stderr, "bench_segloss: out of memory (%zu floats)\n", n);
+        exit(1);
+    }
+    return p;
+}
+
+/*---------------------------------------------------------------------- timing */
+
+enum op { OP_FLOOR, OP_FORWARD, OP_BACKWARD, OP_FORWARD_BACKWARD, OP_COUNT };
+static const char *const op_names[OP_COUNT] = {"floor", "forward", "backward", "forward_backward"};
+
+static double checksum; /* every result lands here, and is printed */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void check(segloss_status status, const char *what)
+{
+    if (status != SEGLOSS_OK) {
+        fprintf(stderr, "bench_segloss: %s failed: %s\n", what, segloss_status_string(status));
+        exit(1);
+    }
+}
+
+static void run_op(enum op op, const float *pred, const float *target, float *grad, size_t n,
+                   int threads)
+{
+    float loss = 0.0f;
+    switch (op) {
+    case OP_FLOOR:
+        checksum += floor_fused(pred, target, grad, n, threads);
+        return;
+    case OP_FORWARD:
+        check(segloss_bce_dice_forward(pred, target, n, W_BCE, W_DICE, SMOOTH, &loss),
+              "segloss_bce_dice_forward");
+        break;
+    case OP_BACKWARD:
+        check(segloss_bce_dice_backward(pred, target, n, W_BCE, W_DICE, SMOOTH, 1.0f, grad),
+              "segloss_bce_dice_backward");
+        break;
+    case OP_FORWARD_BACKWARD:
+        check(segloss_bce_dice_forward_backward(pred, target, n, W_BCE, W_DICE, SMOOTH, &loss,
+                                                grad),
+              "segloss_bce_dice_forward_backward");
+        break;
+    default:
+        return;
+    }
+    checksum += loss;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Warm-up (at least 3 calls and a tenth of the budget), then one timed call after another
+ * until the budget is spent (at least MIN_REPS, at most MAX_REPS calls). */
+static void time_op(enum op op, const char *kind, const float *pred, const float *target,
+                    float *grad, size_t n, int threads, double budget, double *samples)
+{
+    if (op != OP_FLOOR) segloss_set_num_threads(threads);
+
+    double warm_end = now_seconds() + 0.1 * budget;
+    for (int i = 0; i < 3 || now_seconds() < warm_end; i++)
+        run_op(op, pred, target, grad, n, threads);
+
+    int reps = 0;
+    double start = now_seconds();
+    while (reps < MAX_REPS && (reps < MIN_REPS || now_seconds() - start < budget)) {
+        double t0 = now_seconds();
+        run_op(op, pred, target, grad, n, threads);
+        samples[reps++] = now_seconds() - t0;
+    }
+    qsort(samples, (size_t)reps, sizeof(double), compare_doubles);
+    double median = reps % 2 ? samples[reps / 2]
+                             : 0.5 * (samples[reps / 2 - 1] + samples[reps / 2]);
+    printf("{\"type\":\"time\",\"op\":\"%s\",\"count\":%zu,\"target\":\"%s\",\"threads\":%d,"
+           "\"median_ms\":%.6f,\"min_ms\":%.6f,\"reps\":%d}\n",
+           op_names[op], n, kind, threads, median * 1e3, samples[0] * 1e3, reps);
+    fflush(stdout);
+}
+
+static int default_threads(void)
+{
+    segloss_set_num_threads(0);
+    return segloss_get_num_threads();
+}
+
+static int cmd_info(void)
+{
+    printf("{\"type\":\"info\",\"version\":\"%s\",\"version_number\":%u,"
+           "\"header_version_number\":%d,\"kernel\":\"%s\",\"default_threads\":%d}\n",
+           segloss_version_string(), segloss_version_number(), SEGLOSS_VERSION_NUMBER,
+           segloss_kernel_name(), default_threads());
+    return 0;
+}
+
+static int cmd_time(int argc, char **argv)
+{
+    double budget = atof(argv[0]);
+    size_t max_n = 0;
+    for (int i = 1; i < argc; i++) {
+        size_t n = (size_t)strtoull(argv[i], NULL, 10);
+        if (n > max_n) max_n = n;
+    }
+    if (budget <= 0.0 || max_n == 0) {
+        fprintf(stderr, "usage: bench_segloss time BUDGET_SECONDS COUNT...\n");
+        return 2;
+    }
+
+    /* One set of buffers, sized for the largest count; smaller counts use a prefix. */
+    float *pred = alloc_floats(max_n), *hard = alloc_floats(max_n), *soft = alloc_floats(max_n);
+    float *grad = alloc_floats(max_n);
+    double *samples = malloc(MAX_REPS * sizeof(double));
+    if (!samples) return 1;
+    fill_inputs(pred, hard, soft, max_n);
+    memset(grad, 0, max_n * sizeof(float));
+
+    int all = default_threads();
+    int thread_counts[2] = {1, all};
+    int settings = all > 1 ? 2 : 1;
+
+    for (int i = 1; i < argc; i++) {
+        size_t n = (size_t)strtoull(argv[i], NULL, 10);
+        for (int k = 0; k < 2; k++) {
+            const char *kind = k == 0 ? "hard" : "soft";
+            const float *target = k == 0 ? hard : soft;
+            for (int s = 0; s < settings; s++)
+                for (int op = 0; op < OP_COUNT; op++)
+                    time_op((enum op)op, kind, pred, target, grad, n, thread_counts[s], budget,
+                            samples);
+        }
+    }
+    segloss_set_num_threads(0);
+    printf("{\"type\":\"checksum\",\"value\":%.6e}\n", checksum);
+    free(samples);
+    free(grad);
+    free(soft);
+    free(hard);
+    free(pred);
+    return 0;
+}
+
+/* Peak resident memory of this process in KiB: VmHWM from /proc/self/status. (getrusage's
+ * ru_maxrss would do, but Linux carries it over exec from the parent: a child of a big
+ * Python process starts with the parent's peak.) */
+static int cmd_call(double budget, size_t n)
+{
+    float *pred = alloc_floats(n), *target = alloc_floats(n), *grad = alloc_floats(n);
+    double *samples = malloc(MAX_REPS * sizeof(double));
+    if (!samples || budget <= 0.0 || n == 0) return 2;
+    fill_inputs(pred, target, NULL, n);
+    time_op(OP_FORWARD_BACKWARD, "hard", pred, target, grad, n, default_threads(), budget,
+            samples);
+    free(samples);
+    free(grad);
+    free(target);
+    free(pred);
+    return 0;
+}
+
+static long peak_rss_kb(void)
+{
+    char line[256];
+    long kb = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+static int cmd_rss(size_t n, int warm)
+{
+    float *pred = alloc_floats(n), *target = alloc_floats(n), *grad = alloc_floats(n);
+    fill_inputs(pred, target, NULL, n); /* writes every page of pred and target */
+    memset(grad, 0, n * sizeof(float));
+    float loss = 0.0f;
+    if (warm) {
+        size_t small = n < 65536 ? n : 65536;
+        check(segloss_bce_dice_forward_backward(pred, target, small, W_BCE, W_DICE, SMOOTH,
+                                                &loss, grad),
+              "segloss_bce_dice_forward_backward");
+    }
+    long before = peak_rss_kb();
+    check(segloss_bce_dice_forward_backward(pred, target, n, W_BCE, W_DICE, SMOOTH, &loss, grad),
+          "segloss_bce_dice_forward_backward");
+    long after = peak_rss_kb();
+    printf("{\"type\":\"rss\",\"count\":%zu,\"warm\":%d,\"buffers_kb\":%zu,"
+           "\"before_kb\":%ld,\"after_kb\":%ld,\"loss\":%.8g,\"threads\":%d}\n",
+           n, warm, 3 * n * sizeof(float) / 1024, before, after, loss,
+           segloss_get_num_threads());
+    free(grad);
+    free(target);
+    free(pred);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "info") == 0) return cmd_info();
+    if (argc >= 4 && strcmp(argv[1], "time") == 0) return cmd_time(argc - 2, argv + 2);
+    if (argc == 4 && strcmp(argv[1], "call") == 0)
+        return cmd_call(atof(argv[2]), (size_t)strtoull(argv[3], NULL, 10));
+    if (argc == 4 && strcmp(argv[1], "rss") == 0)
+        return cmd_rss((size_t)strtoull(argv[2], NULL, 10), strcmp(argv[3], "warm") == 0);
+    fprintf(stderr, "usage: bench_segloss info | time BUDGET_SECONDS COUNT... | "
+                    "call BUDGET_SECONDS COUNT | rss COUNT cold|warm\n");
+    return 2;
+}
