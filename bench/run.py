@@ -339,6 +339,18 @@ def print_table(header, rows, align):
 
 # ----------------------------------------------------------------------------- main
 
+BINDING_PHASE = "the Python binding"
+OVERHEAD_PHASE = "the binding's overhead"
+
+
+def c_phase(n):
+    return f"C API and floor, {n:,}"
+
+
+def torch_phase(threads):
+    return f"the seed's PyTorch code, {threads} thread(s)"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -380,7 +392,7 @@ def main():
     # 1 + 2: the C API and the floor, in a child process while this one idles.
     c = {}  # (op, count, kind, threads) -> (median s, min s)
     for n in sizes:
-        phases.start(f"C API and floor, {n:,}")
+        phases.start(c_phase(n))
         for record in run_binary("time", c_budget, n):
             if record["type"] == "time":
                 key = (record["op"], record["count"], record["target"], record["threads"])
@@ -391,7 +403,7 @@ def main():
     py = {}  # (who, count, kind, threads) -> (median s, min s)
     losses = {}  # (who, count, kind) -> loss, for the cross-check
     if binding:
-        phases.start("the Python binding")
+        phases.start(BINDING_PHASE)
         for n in sizes:
             pred, targets = inputs[n]
             for kind in KINDS:
@@ -407,7 +419,7 @@ def main():
     # overhead does not depend on it, and a 1-thread call varies least from call to call.
     overhead = []  # (count, binding s, raw ctypes s, C program s)
     if binding:
-        phases.start("the binding's overhead")
+        phases.start(OVERHEAD_PHASE)
         lib.segloss_set_num_threads(1)
         for n, calls in [(4, 20_000), (65_536, 300)]:
             in_c = run_binary("call", c_budget, n, 1)[0]["median_ms"] * 1e-3
@@ -444,7 +456,7 @@ def main():
         torch, criterion = torch_pack
         torch_threads_before = torch.get_num_threads()
         for threads in thread_settings:
-            phases.start(f"the seed's PyTorch code, {threads} thread(s)")
+            phases.start(torch_phase(threads))
             torch.set_num_threads(threads)
             for n in sizes:
                 pred_np, targets = inputs[n]
@@ -562,7 +574,29 @@ def main():
     log()
 
     # ------------------------------------------------------------------------- targets
-    checks = []  # (what, measured, target, ok or None when not measured)
+    share = phases.others_share()
+    log(f"Other processes used {share:.0%} of the CPUs' time during the measurements"
+        + (" — WARNING: the figures are disturbed (OpenMP code such as the floor and torch "
+           "with all threads suffers most); compare with a run on a quiet machine."
+           if share > Phases.QUIET else "."))
+    for name, wall, others in phases.done:
+        log(f"  {name:<36} {wall:5.1f} s   other processes {others:4.0%}")
+    if phases.waited:
+        log(f"  (waited {phases.waited:.0f} s in all for quieter moments)")
+    log()
+
+    others_in = {name: others for name, _, others in phases.done}
+    checks = []  # (what, measured, target, verdict)
+
+    def check(what, measured, target, ok, timed_in=(), threads=all_threads):
+        """ok: True, False, or None when not measured; timed_in: the phases it was timed in,
+        with `threads` threads — disturbed when others left fewer CPUs than that free."""
+        verdict = "SKIP" if ok is None else "PASS" if ok else "MISS"
+        busy = max([others_in.get(name, 0.0) for name in timed_in] + [0.0])
+        cpus = os.cpu_count()
+        if ok is not None and busy > (cpus - threads) / cpus + Phases.QUIET:
+            verdict += f" (disturbed: others used {busy:.0%} of the CPUs)"
+        checks.append((what, measured, target, verdict))
 
     def fb_c(n, kind, threads):
         return c.get(("forward_backward", n, kind, threads), (None,))[0]
@@ -572,65 +606,54 @@ def main():
                                                      (None,))[0]
         what = f"fused fwd+bwd / floor, {n:,}, hard, {all_threads} thr"
         if fb and fl:
-            checks.append((what, f"{fb / fl:.2f}x ({ms(fb)} vs {ms(fl)} ms)", "<= 1.5x",
-                           round(fb / fl, 2) <= 1.5))
+            check(what, f"{fb / fl:.2f}x ({ms(fb)} vs {ms(fl)} ms)", "<= 1.5x",
+                  round(fb / fl, 2) <= 1.5, [c_phase(n)])
         else:
-            checks.append((what, "not measured", "<= 1.5x", None))
+            check(what, "not measured", "<= 1.5x", None)
 
     for n in [65_536, 1_048_576, 4_194_304, 16_777_216]:
         goal = 10 if n == 65_536 else 20
         what = f"torch seed / binding, {n:,}, {all_threads} thr"
-        keys = [("torch", n, k, all_threads) for k in KINDS]
-        if binding and torch_pack and all(k in py for k in keys):
+        keys = [(who, n, k, all_threads) for who in ["torch", "binding"] for k in KINDS]
+        if all(k in py for k in keys):
             r = {k: py["torch", n, k, all_threads][0] / py["binding", n, k, all_threads][0]
                  for k in KINDS}
             worst = min(r.values())
-            checks.append((what, f"{worst:.1f}x (hard {r['hard']:.1f}x, soft "
-                                 f"{r['soft']:.1f}x)", f">= {goal}x", round(worst, 1) >= goal))
+            check(what, f"{worst:.1f}x (hard {r['hard']:.1f}x, soft {r['soft']:.1f}x)",
+                  f">= {goal}x", round(worst, 1) >= goal,
+                  [BINDING_PHASE, torch_phase(all_threads)])
         else:
             reason = ("binding not importable" if not binding else
                       "torch not installed" if not torch_pack else "not measured")
-            checks.append((what, reason, f">= {goal}x", None))
+            check(what, reason, f">= {goal}x", None)
 
+    what = "single-thread fwd+bwd, 65,536 (C API)"
     single = {k: fb_c(65_536, k, 1) for k in KINDS}
     if all(single.values()):
         worst = max(single.values())
-        checks.append(("single-thread fwd+bwd, 65,536 (C API)",
-                       f"{worst * 1e6:.1f} µs (hard {single['hard'] * 1e6:.1f}, soft "
-                       f"{single['soft'] * 1e6:.1f})", "<= 150 µs", worst <= 150e-6))
+        check(what, f"{worst * 1e6:.1f} µs (hard {single['hard'] * 1e6:.1f}, soft "
+                    f"{single['soft'] * 1e6:.1f})", "<= 150 µs", worst <= 150e-6,
+              [c_phase(65_536)], threads=1)
     else:
-        checks.append(("single-thread fwd+bwd, 65,536 (C API)", "not measured", "<= 150 µs",
-                       None))
+        check(what, "not measured", "<= 150 µs", None)
 
     for n, t_binding, t_raw, _ in overhead:
         d = t_binding - t_raw
-        checks.append((f"binding overhead per call, {n:,} elements", f"{d * 1e6:.2f} µs",
-                       "<= 5 µs", d <= 5e-6))
+        check(f"binding overhead per call, {n:,} elements", f"{d * 1e6:.2f} µs", "<= 5 µs",
+              d <= 5e-6, [OVERHEAD_PHASE], threads=1)
     if not overhead:
-        checks.append(("binding overhead per call", "binding not importable", "<= 5 µs", None))
+        check("binding overhead per call", "binding not importable", "<= 5 µs", None)
 
     growth = {(r["count"], r["warm"]): r["after_kb"] - r["before_kb"] for r in rss}
     big, small = max(rss_sizes), min(rss_sizes)
     extra = growth[big, 0] - growth[small, 0]
-    checks.append((f"peak memory O(1): growth at {big:,} minus at {small:,}",
-                   f"{extra} KiB (one float array = {big * 4 // 1024} KiB)", "< 1024 KiB",
-                   extra < 1024))
-
-    share = phases.others_share()
-    log(f"Other processes used {share:.0%} of the CPUs' time during the measurements"
-        + (" — WARNING: the figures are disturbed (OpenMP code such as the floor and torch "
-           "with all threads suffers most); compare with a run on a quiet machine."
-           if share > 0.10 else "."))
-    for name, wall, others in phases.done:
-        log(f"  {name:<36} {wall:5.1f} s   other processes {others:4.0%}")
-    if phases.waited:
-        log(f"  (waited {phases.waited:.0f} s in all for quieter moments)")
-    log()
+    check(f"peak memory O(1): growth at {big:,} minus at {small:,}",
+          f"{extra} KiB (one float array = {big * 4 // 1024} KiB)", "< 1024 KiB",
+          extra < 1024)
 
     log("Targets")
     widths = [max(len(x[i]) for x in checks) for i in range(3)]
-    for what, measured, target, ok in checks:
-        verdict = "SKIP" if ok is None else "PASS" if ok else "MISS"
+    for what, measured, target, verdict in checks:
         log(f"  {what.ljust(widths[0])}  {measured.ljust(widths[1])}  "
             f"{target.ljust(widths[2])}  {verdict}")
     log()
