@@ -440,7 +440,7 @@ def main():
             overhead.append((n, min(t_binding), min(t_raw), in_c))
         lib.segloss_set_num_threads(0)
 
-    # 3b: plain numpy (always one thread: numpy does not parallelize these operations).
+    # 3b: plain numpy, measured once: its element-wise operations always use one thread.
     phases.start("numpy")
     for n in sizes:
         pred, targets = inputs[n]
@@ -488,8 +488,8 @@ def main():
     log()
     log("Per-call times in ms (median of many calls). floor = the memory floor, fwd/bwd/"
         "fwd+bwd = segloss C API,")
-    log("torch = the seed's PyTorch code (forward + backward), numpy = plain numpy "
-        "(single-threaded).")
+    log("torch = the seed's PyTorch code (forward + backward), numpy = plain numpy (its "
+        "element-wise operations use one thread: measured once, shown in both rows).")
     log("Ratios: fwd+bwd/floor (1.0 = at the memory limit), torch/fwd+bwd and "
         "numpy/fwd+bwd (speed-up of segloss).")
     log()
