@@ -78,13 +78,14 @@ def load_library(paths: Sequence[str]) -> tuple[ctypes.CDLL, str]:
         try:
             library = ctypes.CDLL(path)
             declare(library)
-            version = library.segloss_version_number()
-            if (version // 10000, version // 100 % 100) != (EXPECTED_MAJOR, EXPECTED_MINOR):
-                raise OSError(
-                    f"library version {library.segloss_version_string().decode()} ({version}), "
-                    f"but this binding needs {EXPECTED_MAJOR}.{EXPECTED_MINOR}.x")
         except (OSError, AttributeError) as error:  # AttributeError: a symbol is missing
             failures.append(f"  {path}: {error}")
+            continue
+        version = library.segloss_version_number()
+        if (version // 10000, version // 100 % 100) != (EXPECTED_MAJOR, EXPECTED_MINOR):
+            failures.append(
+                f"  {path}: library version {library.segloss_version_string().decode()} "
+                f"({version}), but this binding needs {EXPECTED_MAJOR}.{EXPECTED_MINOR}.x")
             continue
         return library, path
     raise ImportError(
@@ -100,7 +101,7 @@ def declare(library: ctypes.CDLL) -> None:
     """
     def check_status(result, function, arguments):
         # The errcheck of every loss function: the one place a status becomes an exception.
-        if result != Status.OK:
+        if result:  # not SEGLOSS_OK
             try:
                 status = Status(result)
             except ValueError:
