@@ -109,7 +109,9 @@ SEGLOSS_API const char *segloss_kernel_name(void);
  *
  * pred and target are expected in [0, 1] (probabilities, and 0/1 masks or soft labels).
  * With smooth = 0 and pred and target all zero the ratio is 0/0 and the loss is NaN, as
- * in PyTorch.
+ * in PyTorch. The gradient's two coefficients, 2/D and (2I + smooth)/D^2, are applied in
+ * float: with smooth = 0 and P + T below about 1e-19 they overflow to infinity, as PyTorch's
+ * float32 gradient does.
  *====================================================================================*/
 
 /* Dice loss over `count` elements.
@@ -169,7 +171,9 @@ SEGLOSS_API segloss_status segloss_bce_backward(const float *pred, const float *
  *
  *   loss = weight_bce * BCE(pred, target) + weight_dice * Dice(pred, target; smooth)
  *
- * The usual form is weight_bce = weight_dice = 0.5, smooth = 1.0.
+ * The usual form is weight_bce = weight_dice = 0.5, smooth = 1.0. A term whose weight is 0
+ * is left out, not multiplied by 0: with weight_dice = 0 the loss stays finite even where the
+ * Dice ratio is 0/0 (smooth = 0 and all-zero inputs).
  *====================================================================================*/
 
 /* Weighted sum of mean BCE and Dice loss over `count` elements.
