@@ -110,7 +110,7 @@ SEGLOSS_API const char *segloss_kernel_name(void);
  * pred and target are expected in [0, 1] (probabilities, and 0/1 masks or soft labels).
  * With smooth = 0 and pred and target all zero the ratio is 0/0 and the loss is NaN, as
  * in PyTorch. The gradient's two coefficients, 2/D and (2I + smooth)/D^2, are applied in
- * float: with smooth = 0 and P + T below about 1e-19 they overflow to infinity, as PyTorch's
+ * float: with smooth = 0 and P + T below about 1e-38 they overflow to infinity, as PyTorch's
  * float32 gradient does.
  *====================================================================================*/
 
