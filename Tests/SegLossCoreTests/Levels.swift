@@ -17,36 +17,47 @@ let runnableLevels: [KernelLevel] = Array(KernelLevel.compiled.prefix(Int(seglos
 /// Names of the compiled levels this CPU cannot run (reported, not tested).
 let skippedLevels: [String] = KernelLevel.compiled.dropFirst(runnableLevels.count).map(\.name)
 
-/// One compiled copy of the vector math, with the accuracy VectorMath.swift claims for it.
+/// One compiled copy of the vector math (Sources/SegLossKernels/VectorMath.swift).
 struct MathLevel: Sendable, CustomTestStringConvertible {
     var name: String
     var log: @Sendable (Float) -> Float
     var logOneMinus: @Sendable (Float) -> Float
-    /// Claimed bound of logApprox over (0, 1], in ulps of the float32 result.
-    var logBound: Double
-    /// Claimed bound of logOneMinusApprox over [0, 1).
-    var logOneMinusBound: Double
+    var logWithRemainder: @Sendable (Float, Float) -> Float
+    var log1p: @Sendable (Float) -> Float
+    var exp: @Sendable (Float) -> Float
+    var sigmoid: @Sendable (Float) -> Float
+    /// Whether multiplyAdd is fused at this level (VectorMath claims a tighter log bound then).
+    var hasFMA: Bool
 
     var testDescription: String { name }
 
     static let all: [MathLevel] = {
         #if arch(arm64)
-        let baselineLogBound = 1.0  // arm64 always has FMA
+        let baselineFMA = true
         #else
-        let baselineLogBound = 2.0
+        let baselineFMA = false
         #endif
-        var levels = [MathLevel(name: "baseline", log: { SegLossKernels.logApprox($0) },
-                                logOneMinus: { SegLossKernels.logOneMinusApprox($0) },
-                                logBound: baselineLogBound, logOneMinusBound: 2)]
+        var levels = [MathLevel(
+            name: "baseline", log: { SegLossKernels.logApprox($0) },
+            logOneMinus: { SegLossKernels.logOneMinusApprox($0) },
+            logWithRemainder: { SegLossKernels.logApprox($0, remainder: $1) },
+            log1p: { SegLossKernels.log1pApprox($0) }, exp: { SegLossKernels.expApprox($0) },
+            sigmoid: { SegLossKernels.sigmoidApprox($0) }, hasFMA: baselineFMA)]
         #if canImport(SegLossKernelsAVX2)
-        levels.append(MathLevel(name: "avx2", log: { SegLossKernelsAVX2.logApprox($0) },
-                                logOneMinus: { SegLossKernelsAVX2.logOneMinusApprox($0) },
-                                logBound: 1, logOneMinusBound: 2))
+        levels.append(MathLevel(
+            name: "avx2", log: { SegLossKernelsAVX2.logApprox($0) },
+            logOneMinus: { SegLossKernelsAVX2.logOneMinusApprox($0) },
+            logWithRemainder: { SegLossKernelsAVX2.logApprox($0, remainder: $1) },
+            log1p: { SegLossKernelsAVX2.log1pApprox($0) }, exp: { SegLossKernelsAVX2.expApprox($0) },
+            sigmoid: { SegLossKernelsAVX2.sigmoidApprox($0) }, hasFMA: true))
         #endif
         #if canImport(SegLossKernelsAVX512)
-        levels.append(MathLevel(name: "avx512", log: { SegLossKernelsAVX512.logApprox($0) },
-                                logOneMinus: { SegLossKernelsAVX512.logOneMinusApprox($0) },
-                                logBound: 1, logOneMinusBound: 2))
+        levels.append(MathLevel(
+            name: "avx512", log: { SegLossKernelsAVX512.logApprox($0) },
+            logOneMinus: { SegLossKernelsAVX512.logOneMinusApprox($0) },
+            logWithRemainder: { SegLossKernelsAVX512.logApprox($0, remainder: $1) },
+            log1p: { SegLossKernelsAVX512.log1pApprox($0) }, exp: { SegLossKernelsAVX512.expApprox($0) },
+            sigmoid: { SegLossKernelsAVX512.sigmoidApprox($0) }, hasFMA: true))
         #endif
         return levels
     }()

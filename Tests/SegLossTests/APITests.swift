@@ -127,14 +127,18 @@ struct AllOutputs: Equatable {
 }
 
 /// ~1M elements, hard targets with every third 256-element block soft, so that both BCE
-/// paths of the kernel run; 62 chunks of 16384, the last one short.
+/// paths of the kernel run; 62 chunks of 16384, the last one short. Half the predictions
+/// and the soft targets are scaled by 2^-k, k random in 0..<40: with values that are all
+/// multiples of 2^-24 (plain xorshift) every double sum is exact and any summation order
+/// gives the same bits, which would hide an order that depends on the thread count.
 let determinismInputs: (pred: [Float], target: [Float]) = {
     let count = 1_000_003
     var (pred, target) = generatedInputs(seed: 99, count: count, target: .hard)
     var rng = XorShift32(seed: 12345)
     var i = 0
     while i < count {
-        if (i / 256) % 3 == 0 { target[i] = rng.unit() }
+        if (i / 256) % 3 == 0 { target[i] = rng.unit() * Float(sign: .plus, exponent: -Int(rng.next() % 40), significand: 1) }
+        if i % 2 == 0 { pred[i] *= Float(sign: .plus, exponent: -Int(rng.next() % 40), significand: 1) }
         i += 1
     }
     return (pred, target)
