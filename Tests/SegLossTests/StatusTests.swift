@@ -234,6 +234,24 @@ struct StatusTests {
         #expect(loss.bitPattern == sentinel.bitPattern)
     }
 
+    /// The header: a term whose weight is 0 is left out, not multiplied by 0, so weight_dice = 0
+    /// keeps the loss and gradient finite where the Dice ratio is 0/0.
+    @Test("a zero weight leaves its term out (Dice 0/0 with weight_dice = 0 stays finite)")
+    func zeroWeightLeavesTermOut() {
+        let zeros = [Float](repeating: 0, count: 9)
+        for function in [LossFunction.bceDiceForward, .bceDiceBackward, .bceDiceForwardBackward] {
+            let r = function.call(pred: zeros, target: zeros, weightBCE: 0.5, weightDice: 0, smooth: 0)
+            #expect(r.status == SEGLOSS_OK)
+            if function.writesLoss { #expect(r.loss == 0, "\(function.rawValue): loss \(r.loss)") }
+            if function.writesGradient {
+                #expect(r.grad.allSatisfy { $0 == 0 }, "\(function.rawValue): gradient \(r.grad)")
+            }
+        }
+        // And the Dice part alone is still NaN there: the zero weight is what saves it.
+        let nan = LossFunction.bceDiceForward.call(pred: zeros, target: zeros, weightBCE: 0.5, weightDice: 0.5, smooth: 0)
+        #expect(nan.status == SEGLOSS_OK && nan.loss.isNaN)
+    }
+
     /// smooth 0 with pred and target all zero is 0/0: the loss is NaN, as the header says
     /// (and as PyTorch gives), with status OK.
     @Test("Dice with smooth 0 on all-zero inputs is NaN with SEGLOSS_OK")
