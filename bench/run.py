@@ -339,7 +339,6 @@ def print_table(header, rows, align):
 
 # ----------------------------------------------------------------------------- main
 
-BINDING_PHASE = "the Python binding"
 OVERHEAD_PHASE = "the binding's overhead"
 
 
@@ -347,8 +346,8 @@ def c_phase(n):
     return f"C API and floor, {n:,}"
 
 
-def torch_phase(threads):
-    return f"the seed's PyTorch code, {threads} thread(s)"
+def python_phase(n):
+    return f"binding, numpy, torch, {n:,}"
 
 
 def main():
@@ -398,22 +397,48 @@ def main():
                 key = (record["op"], record["count"], record["target"], record["threads"])
                 c[key] = (record["median_ms"] * 1e-3, record["min_ms"] * 1e-3)
 
-    # 3a: segloss through the binding, all threads (first: torch's threads are still idle).
-    lib.segloss_set_num_threads(0)
+    # 3: segloss through the binding (all threads), plain numpy and the seed's PyTorch code
+    # (1 thread and all threads), one size after the other, so the ratios between them are
+    # timed close together.
     py = {}  # (who, count, kind, threads) -> (median s, min s)
     losses = {}  # (who, count, kind) -> loss, for the cross-check
-    if binding:
-        phases.start(BINDING_PHASE)
-        for n in sizes:
-            pred, targets = inputs[n]
-            for kind in KINDS:
-                target = targets[kind]
+    if torch_pack:
+        torch, criterion = torch_pack
+        torch_threads_before = torch.get_num_threads()
+    for n in sizes:
+        phases.start(python_phase(n))
+        pred, targets = inputs[n]
+        for kind in KINDS:
+            target = targets[kind]
+
+            if binding:
+                lib.segloss_set_num_threads(0)
                 py["binding", n, kind, all_threads] = time_calls(
                     lambda: binding(pred, target), py_budget)
-                try:
-                    losses["binding", n, kind] = loss_of(binding(pred, target))
-                except Exception:
-                    pass
+                losses["binding", n, kind] = loss_of(binding(pred, target))
+
+            # numpy's element-wise operations always use one thread: measured once.
+            result = time_calls(lambda: numpy_bce_dice(pred, target), py_budget)
+            losses["numpy", n, kind] = numpy_bce_dice(pred, target)[0]
+            for threads in thread_settings:
+                py["numpy", n, kind, threads] = result
+
+            if torch_pack:
+                pred_t = torch.from_numpy(pred).requires_grad_()
+                target_t = torch.from_numpy(target)
+
+                def step():
+                    pred_t.grad = None
+                    loss = criterion(pred_t, target_t)
+                    loss.backward()
+                    return loss
+
+                for threads in thread_settings:
+                    torch.set_num_threads(threads)
+                    py["torch", n, kind, threads] = time_calls(step, py_budget)
+                losses["torch", n, kind] = step().item()
+    if torch_pack:
+        torch.set_num_threads(torch_threads_before)
 
     # 4: the binding's overhead per call against the bare ctypes call, on 1 thread: the
     # overhead does not depend on it, and a 1-thread call varies least from call to call.
@@ -439,40 +464,6 @@ def main():
                 t_binding.append(time_batch(wrapped, calls))
             overhead.append((n, min(t_binding), min(t_raw), in_c))
         lib.segloss_set_num_threads(0)
-
-    # 3b: plain numpy, measured once: its element-wise operations always use one thread.
-    phases.start("numpy")
-    for n in sizes:
-        pred, targets = inputs[n]
-        for kind in KINDS:
-            target = targets[kind]
-            result = time_calls(lambda: numpy_bce_dice(pred, target), py_budget)
-            losses["numpy", n, kind] = numpy_bce_dice(pred, target)[0]
-            for threads in thread_settings:
-                py["numpy", n, kind, threads] = result
-
-    # 3c: the seed's PyTorch code, forward + backward, all threads and 1 thread.
-    if torch_pack:
-        torch, criterion = torch_pack
-        torch_threads_before = torch.get_num_threads()
-        for threads in thread_settings:
-            phases.start(torch_phase(threads))
-            torch.set_num_threads(threads)
-            for n in sizes:
-                pred_np, targets = inputs[n]
-                pred = torch.from_numpy(pred_np).requires_grad_()
-                for kind in KINDS:
-                    target = torch.from_numpy(targets[kind])
-
-                    def step():
-                        pred.grad = None
-                        loss = criterion(pred, target)
-                        loss.backward()
-                        return loss
-
-                    py["torch", n, kind, threads] = time_calls(step, py_budget)
-                    losses["torch", n, kind] = step().item()
-        torch.set_num_threads(torch_threads_before)
 
     # 5: peak memory of one fused call, each in a fresh child process.
     phases.start("peak memory")
@@ -621,7 +612,7 @@ def main():
             worst = min(r.values())
             check(what, f"{worst:.1f}x (hard {r['hard']:.1f}x, soft {r['soft']:.1f}x)",
                   f">= {goal}x", round(worst, 1) >= goal,
-                  [BINDING_PHASE, torch_phase(all_threads)])
+                  [python_phase(n)])
         else:
             reason = ("binding not importable" if not binding else
                       "torch not installed" if not torch_pack else "not measured")
