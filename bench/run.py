@@ -249,7 +249,8 @@ def numpy_bce_dice(p, t, weight_bce=W_BCE, weight_dice=W_DICE, smooth=SMOOTH):
 
 
 def load_torch():
-    """The seed's PyTorch code (DESIGN §1), or None with the reason when torch is missing."""
+    """The seed's PyTorch code (the DiceLoss / BCEDiceLoss modules segloss replaces), or None
+    with the reason when torch is missing."""
     try:
         import torch
         from torch import nn
