@@ -1,6 +1,5 @@
 // Parallel — the worker-thread count and the deterministic chunked driver.
 import CPUFeatures
-import Dispatch
 import Synchronization
 
 /// The process-wide worker-thread setting: the only global state of the library.
@@ -72,21 +71,21 @@ struct ChunkPlan {
         forEach(chunksIn: 0..<chunks, body)
     }
 
-    /// Calls `body(i)` for every chunk index in `indices`, spread over the workers.
+    /// Calls `body(i)` for every chunk index in `indices`, on up to `workers` threads. Chunks
+    /// are handed out one at a time from an atomic counter, so a thread that starts late or
+    /// runs slow takes fewer; which thread runs a chunk never changes the chunk's result.
     func forEach(chunksIn indices: Range<Int>, _ body: (Int) -> Void) {
         let workerCount = min(workers, indices.count)
         if workerCount <= 1 {
             for index in indices { body(index) }
             return
         }
-        // Each index is handed to exactly one worker, and concurrentPerform returns only when
-        // all are done: the callers' closures write disjoint memory and outlive the workers.
-        nonisolated(unsafe) let body = body
-        DispatchQueue.concurrentPerform(iterations: workerCount) { worker in
-            var index = indices.lowerBound &+ worker
-            while index < indices.upperBound {
+        let next = Atomic<Int>(indices.lowerBound)
+        WorkerPool.shared.run(participants: workerCount) {
+            while true {
+                let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard index < indices.upperBound else { return }
                 body(index)
-                index &+= workerCount
             }
         }
     }

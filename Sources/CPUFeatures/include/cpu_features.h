@@ -9,4 +9,14 @@ int segloss_cpu_level(void) __attribute__((visibility("hidden")));
 /* The number of CPUs in this process's affinity mask (at least 1). */
 int segloss_available_cpus(void) __attribute__((visibility("hidden")));
 
+/* A hint inside a spin-wait loop (x86 PAUSE, arm64 YIELD): Swift has none. Static inline,
+ * so Swift code that imports this header inlines it. */
+static inline void segloss_spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 #endif

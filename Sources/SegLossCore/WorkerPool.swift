@@ -1,0 +1,177 @@
+// WorkerPool — persistent worker threads that run one pass's chunks beside the caller.
+import CPUFeatures
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Runs `body` on the calling thread and on up to `participants - 1` pool threads at once,
+/// and returns when every copy has returned. The body shares out its work itself (the chunk
+/// driver hands out chunk indices from an atomic counter), so it is correct whatever number
+/// of threads actually joins.
+///
+/// Why not Dispatch's concurrentPerform: its workers are woken per call, which took 30–100 µs
+/// here, as long as a whole pass over 65,536 elements; and a call whose second worker came
+/// late ran at one thread's speed. Pool threads spin briefly after a job (a call's statistics
+/// pass is followed at once by its gradient pass, and training steps call back to back) and
+/// then sleep on a condition variable, so an idle library costs no CPU.
+///
+/// One job runs at a time; a host thread that finds the pool busy runs its body alone. Every
+/// started thread acknowledges every job (those beyond the job's participants without
+/// running it), and the caller waits for all acknowledgements, so no thread can still be
+/// reading one job's fields when the next is posted.
+final class WorkerPool: @unchecked Sendable {
+    static let shared = WorkerPool()
+
+    /// How long a thread spins for the next job, or the caller for its helpers, before it
+    /// sleeps.
+    private static let spinNanoseconds: UInt64 = 50_000
+
+    // The job: written by the caller before `generation` is released, read by pool threads
+    // after they acquire it, and not written again until every thread has acknowledged.
+    private var job: (() -> Void)?
+    private var participants = 0
+    private let generation = Atomic<UInt64>(0)
+    private let pending = Atomic<Int>(0)
+    private let busy = Atomic<Bool>(false)
+
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let jobPosted = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let jobDone = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    /// Pool threads started so far (guarded by `mutex`); thread k is helper number k.
+    private var threads = 0
+
+    private init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(jobPosted, nil)
+        pthread_cond_init(jobDone, nil)
+    }
+
+    func run(participants n: Int, _ body: () -> Void) {
+        guard n > 1, !busy.exchange(true, ordering: .acquiring) else {
+            body()
+            return
+        }
+        defer { busy.store(false, ordering: .releasing) }
+        let started = startThreads(upTo: n - 1)
+        guard started > 0 else {
+            body()
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            job = body
+            participants = n - 1
+            pending.store(started, ordering: .relaxed)
+            pthread_mutex_lock(mutex)
+            generation.add(1, ordering: .releasing)
+            pthread_cond_broadcast(jobPosted)
+            pthread_mutex_unlock(mutex)
+            body()
+            waitForHelpers()
+            job = nil
+        }
+    }
+
+    private func waitForHelpers() {
+        if Self.spin(until: { pending.load(ordering: .acquiring) == 0 }) { return }
+        pthread_mutex_lock(mutex)
+        while pending.load(ordering: .acquiring) != 0 {
+            pthread_cond_wait(jobDone, mutex)
+        }
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Spins until `condition` holds (true) or `spinNanoseconds` have passed (false).
+    private static func spin(until condition: () -> Bool) -> Bool {
+        let start = monotonicNanoseconds()
+        var spins: UInt32 = 0
+        while !condition() {
+            segloss_spin_pause()
+            spins &+= 1
+            if spins & 63 == 0 && monotonicNanoseconds() &- start > spinNanoseconds { return false }
+        }
+        return true
+    }
+
+    private static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(truncatingIfNeeded: now.tv_sec) &* 1_000_000_000
+            &+ UInt64(truncatingIfNeeded: now.tv_nsec)
+    }
+
+    /// Starts threads until there are `wanted` (or thread creation fails); returns how many
+    /// threads there are in all, which may be more than wanted.
+    private func startThreads(upTo wanted: Int) -> Int {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while threads < wanted {
+            // The thread starts from the generation before the job being posted, which it
+            // must not miss however late it begins to run.
+            let context = Unmanaged.passRetained(WorkerContext(
+                pool: self, index: threads + 1, generation: generation.load(ordering: .acquiring)))
+            var thread = pthread_t()
+            let started = pthread_create(&thread, nil, { raw in
+                #if canImport(Darwin)
+                let context = Unmanaged<WorkerContext>.fromOpaque(raw).takeRetainedValue()
+                #else
+                let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
+                #endif
+                context.pool.workerLoop(index: context.index, startingAfter: context.generation)
+                return nil
+            }, context.toOpaque())
+            guard started == 0 else {
+                context.release()
+                break
+            }
+            pthread_detach(thread)
+            threads += 1
+        }
+        return threads
+    }
+
+    private func workerLoop(index: Int, startingAfter start: UInt64) {
+        var seen = start
+        while true {
+            seen = waitForJob(after: seen)
+            if index <= participants, let job {
+                job()
+            }
+            if pending.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                pthread_mutex_lock(mutex)
+                pthread_cond_signal(jobDone)
+                pthread_mutex_unlock(mutex)
+            }
+        }
+    }
+
+    /// Spins, then sleeps, until the generation moves past `seen`; returns the new one.
+    private func waitForJob(after seen: UInt64) -> UInt64 {
+        if Self.spin(until: { generation.load(ordering: .acquiring) != seen }) {
+            return generation.load(ordering: .acquiring)
+        }
+        pthread_mutex_lock(mutex)
+        var current = generation.load(ordering: .acquiring)
+        while current == seen {
+            pthread_cond_wait(jobPosted, mutex)
+            current = generation.load(ordering: .acquiring)
+        }
+        pthread_mutex_unlock(mutex)
+        return current
+    }
+}
+
+private final class WorkerContext {
+    let pool: WorkerPool
+    let index: Int
+    let generation: UInt64
+    init(pool: WorkerPool, index: Int, generation: UInt64) {
+        self.pool = pool
+        self.index = index
+        self.generation = generation
+    }
+}
