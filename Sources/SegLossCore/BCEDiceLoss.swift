@@ -84,13 +84,18 @@ public struct BCEDiceLoss: Sendable {
         gradientPass(pred: pred, target: target, coefficients: coefficients, into: grad)
     }
 
-    /// The loss, and d loss / d pred written into `grad`, from one statistics pass.
+    /// The loss, and d loss / d pred written into `grad`: one statistics pass, then one
+    /// gradient pass that also sums the BCE terms.
     public func forwardBackward(
         pred: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>,
         into grad: UnsafeMutablePointer<Float>
     ) throws(SegLossError) -> Float {
-        let stats = try statisticsPass(pred: pred, target: target, withElementTerm: needsElementTerm)
-        gradientPass(pred: pred, target: target, coefficients: gradientCoefficients(stats, gradLoss: 1), into: grad)
+        // The BCE sum comes from the gradient pass, where its logs overlap that pass's
+        // memory traffic (the same bits as the statistics pass would give).
+        var stats = try statisticsPass(pred: pred, target: target, withElementTerm: false)
+        stats.elementSum = gradientPass(
+            pred: pred, target: target, coefficients: gradientCoefficients(stats, gradLoss: 1),
+            into: grad, withElementTerm: needsElementTerm)
         return Float(value(stats))
     }
 }

@@ -16,17 +16,29 @@ public struct GradientCoefficients: Equatable, Sendable {
 
 /// Writes the gradient of every element into `grad` (which may be `pred`'s memory).
 /// Each element's value depends on its own inputs only, so any thread count gives the same bits.
+///
+/// With `withElementTerm` it also returns the sum of the BCE terms, bitwise equal to the
+/// statistics pass's `elementSum` (same kernels, same chunks, folded in the same order); a
+/// fused call computes it here, where its logs overlap this pass's memory traffic.
+@discardableResult
 public func gradientPass(
     pred: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>,
     coefficients c: GradientCoefficients, into grad: UnsafeMutablePointer<Float>,
-    level: KernelLevel = .active, threads: Int = WorkerThreads.count
-) {
-    guard let p = pred.baseAddress, let t = target.baseAddress else { return }
+    withElementTerm: Bool = false, level: KernelLevel = .active, threads: Int = WorkerThreads.count
+) -> Double {
+    guard let p = pred.baseAddress, let t = target.baseAddress else { return 0 }
     let plan = ChunkPlan(count: pred.count, threads: threads)
-    plan.forEachChunk { index in
+    let chunk = { (index: Int) -> Double in
         let range = plan.range(index)
-        level.gradient(
+        return level.gradient(
             p + range.lowerBound, t + range.lowerBound, range.count,
-            c.targetScale, c.offset, c.elementScale, grad + range.lowerBound)
+            c.targetScale, c.offset, c.elementScale, grad + range.lowerBound, withElementTerm)
     }
+    guard withElementTerm else {
+        plan.forEachChunk { _ = chunk($0) }
+        return 0
+    }
+    var elementSum = 0.0
+    plan.reduceInOrder(chunk) { _, partial in elementSum += partial }
+    return elementSum
 }

@@ -15,8 +15,8 @@ public struct KernelLevel: Sendable {
     ) -> StatisticsPartial
     public typealias Gradient = @Sendable (
         UnsafePointer<Float>, UnsafePointer<Float>, Int, Float, Float, Float,
-        UnsafeMutablePointer<Float>
-    ) -> Void
+        UnsafeMutablePointer<Float>, Bool
+    ) -> Double
 
     /// "baseline", "avx2" or "avx512".
     public let name: String

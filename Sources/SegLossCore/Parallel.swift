@@ -66,6 +66,27 @@ struct ChunkPlan {
         return start..<min(start &+ Self.chunkLength, count)
     }
 
+    /// Computes `chunk(i)` for every chunk on up to `workers` threads and hands each result
+    /// to `fold` in chunk order, on the calling thread: whatever the thread count, the fold
+    /// sees the same values in the same order. Results wait in a round of `roundLength`
+    /// slots on the stack, so the scratch is bounded whatever the count.
+    func reduceInOrder<Partial>(_ chunk: (Int) -> Partial, _ fold: (Int, Partial) -> Void) {
+        withUnsafeTemporaryAllocation(of: Partial.self, capacity: Self.roundLength) { slots in
+            let base = slots.baseAddress!
+            var first = 0
+            while first < chunks {
+                let round = first..<min(first &+ Self.roundLength, chunks)
+                forEach(chunksIn: round) { index in
+                    (base + (index &- round.lowerBound)).initialize(to: chunk(index))
+                }
+                for index in round {
+                    fold(index, (base + (index &- round.lowerBound)).move())
+                }
+                first = round.upperBound
+            }
+        }
+    }
+
     /// Calls `body` once per chunk, on up to `workers` threads, in no particular order.
     func forEachChunk(_ body: (Int) -> Void) {
         forEach(chunksIn: 0..<chunks, body)

@@ -32,7 +32,7 @@ public struct Statistics: Equatable, Sendable {
 /// Sums `pred` and `target` (of equal, non-zero length) chunk by chunk on the worker threads.
 ///
 /// Chunk results are folded in chunk order, so the result is bitwise the same for any
-/// thread count. Scratch is one round of chunk results on the stack: nothing is allocated.
+/// thread count. Scratch is one round of chunk results on the stack.
 /// - Throws: `.emptyInput`, `.invalidArgument` (lengths differ), `.predOutOfRange`,
 ///   `.targetOutOfRange`.
 public func statisticsPass(
@@ -46,24 +46,14 @@ public func statisticsPass(
     let plan = ChunkPlan(count: pred.count, threads: threads)
     var total = Statistics()
     var invalidPred = false, invalidTarget = false
-    withUnsafeTemporaryAllocation(of: StatisticsPartial.self, capacity: ChunkPlan.roundLength) { slots in
-        var first = 0
-        while first < plan.chunks {
-            let round = first..<min(first &+ ChunkPlan.roundLength, plan.chunks)
-            plan.forEach(chunksIn: round) { index in
-                let range = plan.range(index)
-                slots[index &- round.lowerBound] = level.statistics(
-                    p + range.lowerBound, t + range.lowerBound, range.count, withElementTerm)
-            }
-            for index in round {
-                let partial = slots[index &- round.lowerBound]
-                total.add(partial, count: plan.range(index).count)
-                invalidPred = invalidPred || partial.invalidPred
-                invalidTarget = invalidTarget || partial.invalidTarget
-            }
-            first = round.upperBound
-        }
-    }
+    plan.reduceInOrder({ index in
+        let range = plan.range(index)
+        return level.statistics(p + range.lowerBound, t + range.lowerBound, range.count, withElementTerm)
+    }, { index, partial in
+        total.add(partial, count: plan.range(index).count)
+        invalidPred = invalidPred || partial.invalidPred
+        invalidTarget = invalidTarget || partial.invalidTarget
+    })
     if invalidPred { throw .predOutOfRange }
     if invalidTarget { throw .targetOutOfRange }
     return total

@@ -3,22 +3,67 @@
 /// g_i = targetScale·t_i + offset + elementScale·(p_i - t_i) / max(p_i(1 - p_i), 1e-12)
 ///
 /// The first two terms are a region term's (Dice's) derivative, the last is the BCE
-/// term's. `grad` may be `pred` itself. The two cases are separate loops: LLVM vectorizes
-/// an out-of-place loop behind a run-time overlap check, which an in-place call would fail
-/// (falling back to scalar code), while the in-place loop reads and writes only index i at
-/// step i, which needs no check.
+/// term's. `grad` may be `pred` itself.
+///
+/// With `withElementTerm`, it also returns the sum of the BCE terms of its elements, summed
+/// exactly as the statistics kernel sums them (same bits). A fused forward-backward call
+/// takes the BCE sum from here rather than from its statistics pass: the logs then run
+/// while this pass, which moves more memory, waits for it, instead of in a pass of their own.
 @inline(never)
 public func gradientKernel(
     _ pred: UnsafePointer<Float>, _ target: UnsafePointer<Float>, _ count: Int,
     _ targetScale: Float, _ offset: Float, _ elementScale: Float,
+    _ grad: UnsafeMutablePointer<Float>, _ withElementTerm: Bool
+) -> Double {
+    guard withElementTerm else {
+        gradientLoop(pred, target, 0..<count, targetScale, offset, elementScale, grad)
+        return 0
+    }
+    return withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * kernelBlockLength) { scratch in
+        let elementBuffer = scratch.baseAddress!
+        let paddedPred = elementBuffer + kernelBlockLength
+        let paddedTarget = paddedPred + kernelBlockLength
+        var elementTerms = ElementTerms()
+        var sum = ElementSum()
+        var start = 0
+        while start < count {
+            let length = min(kernelBlockLength, count &- start)
+            var p = pred + start
+            var t = target + start
+            if length < kernelBlockLength {
+                paddedPred.initialize(repeating: 0, count: kernelBlockLength)
+                paddedTarget.initialize(repeating: 0, count: kernelBlockLength)
+                paddedPred.update(from: p, count: length)
+                paddedTarget.update(from: t, count: length)
+                p = UnsafePointer(paddedPred)
+                t = UnsafePointer(paddedTarget)
+            }
+            // The terms first: an in-place call overwrites pred below.
+            _ = elementTerms.compute(p, t, into: elementBuffer)
+            sum.add(elementBuffer)
+            gradientLoop(pred, target, start..<(start &+ length), targetScale, offset, elementScale, grad)
+            start &+= length
+        }
+        return sum.total
+    }
+}
+
+/// The gradient of the elements in `range`. The in-place and out-of-place cases are separate
+/// loops: LLVM vectorizes an out-of-place loop behind a run-time overlap check, which an
+/// in-place call would fail (falling back to scalar code), while the in-place loop reads and
+/// writes only index i at step i, which needs no check.
+@inline(__always)
+private func gradientLoop(
+    _ pred: UnsafePointer<Float>, _ target: UnsafePointer<Float>, _ range: Range<Int>,
+    _ targetScale: Float, _ offset: Float, _ elementScale: Float,
     _ grad: UnsafeMutablePointer<Float>
 ) {
     if UnsafePointer(grad) == pred {
-        for i in 0..<count {
+        for i in range {
             grad[i] = elementGradient(grad[i], target[i], targetScale, offset, elementScale)
         }
     } else {
-        for i in 0..<count {
+        for i in range {
             grad[i] = elementGradient(pred[i], target[i], targetScale, offset, elementScale)
         }
     }

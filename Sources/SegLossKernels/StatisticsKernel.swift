@@ -28,10 +28,11 @@ public func statisticsKernel(
     _ withElementTerm: Bool
 ) -> StatisticsPartial {
     withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * kernelBlockLength) { scratch in
-        let elementTerms = scratch.baseAddress!
-        let paddedPred = elementTerms + kernelBlockLength
+        let elementBuffer = scratch.baseAddress!
+        let paddedPred = elementBuffer + kernelBlockLength
         let paddedTarget = paddedPred + kernelBlockLength
         var sums = LaneSums()
+        var elementTerms = ElementTerms()
         var start = 0
         while start < count {
             let length = min(kernelBlockLength, count &- start)
@@ -45,24 +46,19 @@ public func statisticsKernel(
                 p = UnsafePointer(paddedPred)
                 t = UnsafePointer(paddedTarget)
             }
-            let check = checkBlock(p, t)
+            let check = withElementTerm
+                ? elementTerms.compute(p, t, into: elementBuffer) : checkBlock(p, t)
             sums.invalidPred = sums.invalidPred || check.invalidPred
             sums.invalidTarget = sums.invalidTarget || check.invalidTarget
-            if withElementTerm {
-                if check.softTargets {
-                    softElementTerms(p, t, elementTerms)
-                } else {
-                    hardElementTerms(p, t, elementTerms)
-                }
-            }
-            sums.accumulate(p, t, withElementTerm ? UnsafePointer(elementTerms) : nil)
+            sums.accumulate(p, t)
+            if withElementTerm { sums.elementSum.add(elementBuffer) }
             start &+= length
         }
         return sums.partial
     }
 }
 
-/// Range checks of one block, and whether any target is neither 0 nor 1.
+/// Range checks of a block's elements, and whether any target is neither 0 nor 1.
 ///
 /// Written as plain arithmetic and OR reductions, which LLVM vectorizes; the same tests as
 /// comparisons joined by && and || become branches. v = (x + 0)·(1 - x) is in [0, 0.25] (a
@@ -71,53 +67,96 @@ public func statisticsKernel(
 /// below bits(0.5) = 0x3f00_0000; an invalid one has the sign bit set, or is a NaN above
 /// 0x7f80_0000. So b | (b + 0x4100_0000) has its top bit set exactly when v is invalid.
 /// A valid target is 0 or 1 exactly when its v is +0.0, whose bit pattern is all zeros.
-@inline(__always)
-private func checkBlock(_ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>)
-    -> (invalidPred: Bool, invalidTarget: Bool, softTargets: Bool)
-{
-    let offset: UInt32 = 0x4100_0000, topBit: UInt32 = 0x8000_0000
-    var predCheck: UInt32 = 0, targetCheck: UInt32 = 0, softBits: UInt32 = 0
-    for k in 0..<kernelBlockLength {
-        let vp = ((p[k] + 0) * (1 - p[k])).bitPattern
-        let vt = ((t[k] + 0) * (1 - t[k])).bitPattern
-        predCheck |= vp | (vp &+ offset)
-        targetCheck |= vt | (vt &+ offset)
+struct BlockCheck {
+    private var predBits: UInt32 = 0
+    private var targetBits: UInt32 = 0
+    private var softBits: UInt32 = 0
+
+    @inline(__always)
+    mutating func add(_ p: Float, _ t: Float) {
+        let vp = ((p + 0) * (1 - p)).bitPattern
+        let vt = ((t + 0) * (1 - t)).bitPattern
+        predBits |= vp | (vp &+ 0x4100_0000)
+        targetBits |= vt | (vt &+ 0x4100_0000)
         softBits |= vt
     }
-    return (predCheck & topBit != 0, targetCheck & topBit != 0, softBits != 0)
+
+    var invalidPred: Bool { predBits & 0x8000_0000 != 0 }
+    var invalidTarget: Bool { targetBits & 0x8000_0000 != 0 }
+    var softTargets: Bool { softBits != 0 }
+}
+
+@inline(__always)
+private func checkBlock(_ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>) -> BlockCheck {
+    var check = BlockCheck()
+    for k in 0..<kernelBlockLength { check.add(p[k], t[k]) }
+    return check
+}
+
+/// Computes a block's BCE terms, choosing the cheaper hard-target form where it applies.
+///
+/// The range checks run in the same loop as the logs, so that a block's loads from memory
+/// overlap its arithmetic. Which form a block needs is known only after its checks, so it is
+/// guessed from the block before: the soft form is right for any targets, the hard one (one
+/// log, not two) only for targets that are all 0 or 1, and is redone when the guess was
+/// wrong. Both forms give the same bits for 0/1 targets, so the guess never shows in a result.
+struct ElementTerms {
+    private var expectSoftTargets = false
+
+    @inline(__always)
+    mutating func compute(
+        _ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>
+    ) -> BlockCheck {
+        let check: BlockCheck
+        if expectSoftTargets {
+            check = softElementTerms(p, t, out)
+        } else {
+            check = hardElementTerms(p, t, out)
+            if check.softTargets { _ = softElementTerms(p, t, out) }
+        }
+        expectSoftTargets = check.softTargets
+        return check
+    }
 }
 
 /// BCE terms for targets that are all exactly 0 or 1: one log per element,
 /// e = -max(log q, -100) with q = p where t = 1 and q = 1 - p where t = 0.
-/// Bitwise the same as softElementTerms for such targets.
+/// Bitwise the same as softElementTerms for such targets; meaningless for others (the
+/// returned check says whether there were any).
 @inline(__always)
 private func hardElementTerms(
     _ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>
-) {
+) -> BlockCheck {
+    var check = BlockCheck()
     for k in 0..<kernelBlockLength {
+        let pk = p[k], tk = t[k]
+        check.add(pk, tk)
         // The argument is chosen, not the result, so only one log is evaluated.
-        let pk = p[k]
-        let isPositive = t[k] > 0.5
+        let isPositive = tk > 0.5
         let u = 1 - pk
         let c = (1 - u) - pk
         let l = logApprox(isPositive ? pk : u, remainder: isPositive ? 0 : c)
         out[k] = -(l > -100 ? l : -100)
     }
+    return check
 }
 
-/// BCE terms for soft targets: e = -(t·max(log p, -100) + (1 - t)·max(log(1 - p), -100)).
+/// BCE terms for any targets: e = -(t·max(log p, -100) + (1 - t)·max(log(1 - p), -100)).
 @inline(__always)
 private func softElementTerms(
     _ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>
-) {
+) -> BlockCheck {
+    var check = BlockCheck()
     for k in 0..<kernelBlockLength {
         let pk = p[k], tk = t[k]
+        check.add(pk, tk)
         let lp = logApprox(pk)
         let l1p = logOneMinusApprox(pk)
         let clampedLp = lp > -100 ? lp : -100
         let clampedL1p = l1p > -100 ? l1p : -100
         out[k] = -(tk * clampedLp + (1 - tk) * clampedL1p)
     }
+    return check
 }
 
 /// The block's sums: float in 16 lanes over runs of 128 elements (8 terms per lane, so a
@@ -127,49 +166,67 @@ private struct LaneSums {
     var predSum = SIMD8<Double>()
     var targetSum = SIMD8<Double>()
     var mismatch = SIMD8<Double>()
-    var elementSum = SIMD8<Double>()
+    var elementSum = ElementSum()
     var invalidPred = false
     var invalidTarget = false
 
-    static let runLength = 128
-
     @inline(__always)
-    mutating func accumulate(
-        _ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, _ e: UnsafePointer<Float>?
-    ) {
+    mutating func accumulate(_ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>) {
         var run = 0
         while run < kernelBlockLength {
             var i = SIMD16<Float>(), ps = SIMD16<Float>(), ts = SIMD16<Float>()
-            var m = SIMD16<Float>(), es = SIMD16<Float>()
+            var m = SIMD16<Float>()
             var k = run
-            while k < run &+ Self.runLength {
+            while k < run &+ elementSumRunLength {
                 let pv = UnsafeRawPointer(p + k).loadUnaligned(as: SIMD16<Float>.self)
                 let tv = UnsafeRawPointer(t + k).loadUnaligned(as: SIMD16<Float>.self)
                 i += pv * tv
                 ps += pv
                 ts += tv
                 m += pv * (1 - tv) + tv * (1 - pv)
-                if let e {
-                    es += UnsafeRawPointer(e + k).loadUnaligned(as: SIMD16<Float>.self)
-                }
                 k &+= 16
             }
-            intersection += Self.widen(i)
-            predSum += Self.widen(ps)
-            targetSum += Self.widen(ts)
-            mismatch += Self.widen(m)
-            elementSum += Self.widen(es)
-            run &+= Self.runLength
+            intersection += widen(i)
+            predSum += widen(ps)
+            targetSum += widen(ts)
+            mismatch += widen(m)
+            run &+= elementSumRunLength
         }
     }
 
-    @inline(__always)
-    static func widen(_ x: SIMD16<Float>) -> SIMD8<Double> {
-        SIMD8<Double>(x.lowHalf) + SIMD8<Double>(x.highHalf)
-    }
-
     var partial: StatisticsPartial {
-        (intersection.sum(), predSum.sum(), targetSum.sum(), mismatch.sum(), elementSum.sum(),
+        (intersection.sum(), predSum.sum(), targetSum.sum(), mismatch.sum(), elementSum.total,
          invalidPred, invalidTarget)
     }
+}
+
+/// Elements per float run before the lanes are widened to double.
+let elementSumRunLength = 128
+
+/// The sum of blocks of BCE terms, accumulated the same way in the statistics and the
+/// gradient kernel, so that a fused call's loss has the same bits as a forward call's.
+struct ElementSum {
+    private var lanes = SIMD8<Double>()
+
+    @inline(__always)
+    mutating func add(_ block: UnsafePointer<Float>) {
+        var run = 0
+        while run < kernelBlockLength {
+            var sum = SIMD16<Float>()
+            var k = run
+            while k < run &+ elementSumRunLength {
+                sum += UnsafeRawPointer(block + k).loadUnaligned(as: SIMD16<Float>.self)
+                k &+= 16
+            }
+            lanes += widen(sum)
+            run &+= elementSumRunLength
+        }
+    }
+
+    var total: Double { lanes.sum() }
+}
+
+@inline(__always)
+private func widen(_ x: SIMD16<Float>) -> SIMD8<Double> {
+    SIMD8<Double>(x.lowHalf) + SIMD8<Double>(x.highHalf)
 }
