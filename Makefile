@@ -13,7 +13,7 @@ STRICT  := -Wall -Wextra -Werror -pedantic -Iinclude
 LINK    := -L$(LIBDIR) -lsegloss -Wl,-rpath,$(LIBDIR)
 export PYTHONPATH := $(CURDIR)/bindings/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all lib demo test swift-test c-test exports-test python-test bench clean
+.PHONY: all lib demo test swift-test c-test portability-test exports-test python-test bench clean
 all: demo
 
 lib:
@@ -25,7 +25,7 @@ demo: lib
 	$(OUT)/demo_c
 	$(PYTHON) examples/demo.py
 
-test: lib swift-test c-test exports-test python-test
+test: lib swift-test c-test portability-test exports-test python-test
 
 swift-test:
 	$(SWIFT) test
@@ -39,6 +39,20 @@ c-test: lib
 	$(CXX) -std=c++11 $(STRICT) Tests/c/abi_test.cpp $(LINK) -o $(OUT)/abi_test_cxx11
 	$(CXX) -std=c++17 $(STRICT) Tests/c/abi_test.cpp $(LINK) -o $(OUT)/abi_test_cxx17
 	$(OUT)/abi_test_c99 && $(OUT)/abi_test_c11 && $(OUT)/abi_test_cxx11 && $(OUT)/abi_test_cxx17
+
+# One .so for every x86-64: under qemu's CPU models the C consumer must pass with the kernel
+# that CPU can run (baseline on plain x86-64 with SSE2 only, avx2 on Haswell).
+QEMU_CPUS := qemu64:baseline Haswell-v4:avx2
+portability-test: c-test
+	@if [ "$$(uname -m)" != x86_64 ] || ! command -v qemu-x86_64 >/dev/null; then \
+	  echo "portability-test: skipped (needs qemu-x86_64 on an x86-64 host)"; exit 0; fi; \
+	for entry in $(QEMU_CPUS); do \
+	  model=$${entry%%:*}; want=$${entry##*:}; \
+	  line=$$(qemu-x86_64 -cpu $$model $(OUT)/abi_test_c99 2>/dev/null | tail -n 1); \
+	  echo "qemu -cpu $$model: $$line"; \
+	  case "$$line" in *"kernel $$want): "*" passed, 0 failed") ;; \
+	    *) echo "portability-test: expected kernel $$want to pass on $$model"; exit 1;; esac; \
+	done
 
 exports-test: lib
 	$(PYTHON) Tests/check_binary.py $(LIB) include/segloss.h

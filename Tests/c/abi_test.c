@@ -162,6 +162,7 @@ int main(void) {
     test_statuses();
     test_in_place();
     test_threads();
-    printf("abi_test (C): %d passed, %d failed\n", checks - failures, failures);
+    printf("abi_test (C, kernel %s): %d passed, %d failed\n", segloss_kernel_name(),
+           checks - failures, failures);
     return failures == 0 ? 0 : 1;
 }
