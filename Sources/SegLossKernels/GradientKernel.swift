@@ -19,33 +19,15 @@ public func gradientKernel(
         gradientLoop(pred, target, 0..<count, targetScale, offset, elementScale, grad)
         return 0
     }
-    return withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * kernelBlockLength) { scratch in
-        let elementBuffer = scratch.baseAddress!
-        let paddedPred = elementBuffer + kernelBlockLength
-        let paddedTarget = paddedPred + kernelBlockLength
-        var elementTerms = ElementTerms()
-        var sum = ElementSum()
-        var start = 0
-        while start < count {
-            let length = min(kernelBlockLength, count &- start)
-            var p = pred + start
-            var t = target + start
-            if length < kernelBlockLength {
-                paddedPred.initialize(repeating: 0, count: kernelBlockLength)
-                paddedTarget.initialize(repeating: 0, count: kernelBlockLength)
-                paddedPred.update(from: p, count: length)
-                paddedTarget.update(from: t, count: length)
-                p = UnsafePointer(paddedPred)
-                t = UnsafePointer(paddedTarget)
-            }
-            // The terms first: an in-place call overwrites pred below.
-            _ = elementTerms.compute(p, t, into: elementBuffer)
-            sum.add(elementBuffer)
-            gradientLoop(pred, target, start..<(start &+ length), targetScale, offset, elementScale, grad)
-            start &+= length
-        }
-        return sum.total
+    var elementTerms = ElementTerms()
+    var sum = ElementSum()
+    forEachBlock(pred, target, count) { p, t, range, elementBuffer in
+        // The terms first: an in-place call overwrites pred below.
+        _ = elementTerms.compute(p, t, into: elementBuffer)
+        sum.add(elementBuffer)
+        gradientLoop(pred, target, range, targetScale, offset, elementScale, grad)
     }
+    return sum.total
 }
 
 /// The gradient of the elements in `range`. The in-place and out-of-place cases are separate

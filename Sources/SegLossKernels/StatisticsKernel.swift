@@ -13,8 +13,7 @@ public typealias StatisticsPartial = (
     invalidTarget: Bool     // some t outside [0, 1] or NaN
 )
 
-/// Elements per block: the unit of the inner loops. A chunk is processed in blocks; a short
-/// last block is zero-padded (p = t = 0 adds nothing to any sum and is valid).
+/// Elements per block: the unit of the inner loops (see `forEachBlock`).
 public let kernelBlockLength = 256
 
 /// The sums over `count` elements of `pred` and `target` (`count` > 0, any length).
@@ -27,12 +26,32 @@ public func statisticsKernel(
     _ pred: UnsafePointer<Float>, _ target: UnsafePointer<Float>, _ count: Int,
     _ withElementTerm: Bool
 ) -> StatisticsPartial {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * kernelBlockLength) { scratch in
-        let elementBuffer = scratch.baseAddress!
-        let paddedPred = elementBuffer + kernelBlockLength
+    var sums = LaneSums()
+    var elementTerms = ElementTerms()
+    forEachBlock(pred, target, count) { p, t, _, elementBuffer in
+        let check = withElementTerm
+            ? elementTerms.compute(p, t, into: elementBuffer) : checkBlock(p, t)
+        sums.invalidPred = sums.invalidPred || check.invalidPred
+        sums.invalidTarget = sums.invalidTarget || check.invalidTarget
+        sums.accumulate(p, t)
+        if withElementTerm { sums.elementSum.add(elementBuffer) }
+    }
+    return sums.partial
+}
+
+/// Calls `body(p, t, range, scratch)` for each block of `kernelBlockLength` elements in
+/// order: `p` and `t` point at the block's inputs (a zero-padded copy for a short last block:
+/// p = t = 0 adds nothing to any sum and is valid), `range` is the block's elements, and
+/// `scratch` is a block-sized float buffer on the stack.
+@inline(__always)
+func forEachBlock(
+    _ pred: UnsafePointer<Float>, _ target: UnsafePointer<Float>, _ count: Int,
+    _ body: (UnsafePointer<Float>, UnsafePointer<Float>, Range<Int>, UnsafeMutablePointer<Float>) -> Void
+) {
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * kernelBlockLength) { buffer in
+        let scratch = buffer.baseAddress!
+        let paddedPred = scratch + kernelBlockLength
         let paddedTarget = paddedPred + kernelBlockLength
-        var sums = LaneSums()
-        var elementTerms = ElementTerms()
         var start = 0
         while start < count {
             let length = min(kernelBlockLength, count &- start)
@@ -46,15 +65,9 @@ public func statisticsKernel(
                 p = UnsafePointer(paddedPred)
                 t = UnsafePointer(paddedTarget)
             }
-            let check = withElementTerm
-                ? elementTerms.compute(p, t, into: elementBuffer) : checkBlock(p, t)
-            sums.invalidPred = sums.invalidPred || check.invalidPred
-            sums.invalidTarget = sums.invalidTarget || check.invalidTarget
-            sums.accumulate(p, t)
-            if withElementTerm { sums.elementSum.add(elementBuffer) }
+            body(p, t, start..<(start &+ length), scratch)
             start &+= length
         }
-        return sums.partial
     }
 }
 
@@ -226,7 +239,14 @@ struct ElementSum {
     var total: Double { lanes.sum() }
 }
 
+/// The pairwise sums of a float vector's halves, in double. Spelled lane by lane: the
+/// generic SIMD8<Double>(SIMD8<Float>) initializer is left as an out-of-line call when the
+/// caller is large, and LLVM turns these lanes into the same vector conversion.
 @inline(__always)
 private func widen(_ x: SIMD16<Float>) -> SIMD8<Double> {
-    SIMD8<Double>(x.lowHalf) + SIMD8<Double>(x.highHalf)
+    var result = SIMD8<Double>()
+    for lane in 0..<8 {
+        result[lane] = Double(x[lane]) + Double(x[lane &+ 8])
+    }
+    return result
 }
