@@ -414,8 +414,9 @@ def main():
 
             if binding:
                 lib.segloss_set_num_threads(0)
+                grad = np.empty(n, np.float32)  # preallocated: a training loop reuses it
                 py["binding", n, kind, all_threads] = time_calls(
-                    lambda: binding(pred, target), py_budget)
+                    lambda: binding(pred, target, out=grad), py_budget)
                 losses["binding", n, kind] = loss_of(binding(pred, target))
 
             # numpy's element-wise operations always use one thread: measured once.
@@ -512,7 +513,8 @@ def main():
                 log(f"  {n:>10,} {kind} {threads}:  " + " / ".join(mins))
     log()
 
-    log(f"Python binding, all threads ({all_threads}): segloss.bce_dice_loss_and_grad, "
+    log(f"Python binding, all threads ({all_threads}): segloss.bce_dice_loss_and_grad(pred, "
+        "target, out=grad) into a preallocated grad (a training loop reuses its buffers), "
         "overhead included")
     if binding:
         header = ["elements", "target", "binding", "C fwd+bwd", "torch", "torch/binding",

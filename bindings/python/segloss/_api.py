@@ -8,6 +8,15 @@ float16, integers, bool —, non-contiguous or unaligned arrays, array-likes) is
 converted to a contiguous float32 array, so range checks apply to the float32 values.
 Gradients come back as new float32 arrays of pred's shape.
 
+The gradient functions take a keyword ``out=``: a preallocated array the gradient is
+written into instead (nothing is allocated), and which is returned — for a training loop
+that reuses its buffers. It must be a C-contiguous, aligned, writeable float32 ndarray of
+pred's shape (else TypeError for the type or dtype, ValueError for the rest). It may be
+``pred`` itself when pred is such an array: the gradient then replaces pred, in place. Any
+other sharing of memory between out and pred or target (a view, a slice, target itself)
+is a ValueError, as the library leaves it undefined; the check compares byte ranges, so
+arrays whose ranges overlap count as sharing. When a call raises, out is left untouched.
+
 Errors: None or a non-real dtype (complex, object, str) raises TypeError; different
 shapes raise ValueError; everything the library rejects (no elements, pred or target
 outside [0, 1] or NaN, a negative or non-finite weight or smooth, a non-finite
@@ -35,6 +44,8 @@ _bce_dice_forward_backward = _lib.segloss_bce_dice_forward_backward
 _FLOAT32 = np.dtype(np.float32)
 _REAL_KINDS = frozenset("biuf")  # bool, signed and unsigned integers, floating point
 _INT_MAX = 2**31 - 1
+_OUT_MEMORY = ("out must be pred itself (in place) or share no memory with pred or target "
+               "(the library leaves other overlaps undefined)")
 
 
 def _as_float32(name: str, x: ArrayLike) -> np.ndarray:
@@ -71,6 +82,79 @@ def _address(array: np.ndarray) -> int:
         return array.__array_interface__["data"][0]
 
 
+def _byte_range(array: np.ndarray) -> tuple[int, int]:
+    """[low, high): the bytes `array`'s elements lie in (empty for an empty array)."""
+    interface = array.__array_interface__
+    low = high = interface["data"][0]
+    if array.size == 0:
+        return low, low
+    strides = interface["strides"]
+    if strides is None:  # C-contiguous
+        return low, low + array.nbytes
+    for extent, stride in zip(array.shape, strides):
+        if stride < 0:
+            low += (extent - 1) * stride
+        else:
+            high += (extent - 1) * stride
+    return low, high + array.itemsize
+
+
+def _out_address(out: np.ndarray, p: np.ndarray, t: np.ndarray, p_address: int,
+                 t_address: int, pred: object, target: object) -> int:
+    """The data pointer of `out` after checking it can take the gradient of (p, t): a
+    C-contiguous, aligned, writeable float32 ndarray of p's shape, whose bytes overlap
+    neither p (unless it is p's very memory: in place) nor t, nor the arrays the caller
+    passed when p or t are converted copies of them. Reads nothing but metadata, so a
+    call that raises here leaves out untouched."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray of dtype float32, got {type(out).__name__}")
+    if out.dtype is not _FLOAT32 and out.dtype != _FLOAT32:
+        raise TypeError(f"out has dtype {out.dtype}; expected float32 (native byte order)")
+    if out.shape != p.shape:
+        raise ValueError(f"out has shape {out.shape}; expected pred's shape {p.shape}")
+    if not out.flags.carray:  # C-contiguous, aligned and writeable
+        flags = out.flags
+        if not flags.c_contiguous:
+            raise ValueError("out is not C-contiguous; pass a contiguous array, e.g. "
+                             "numpy.empty(pred.shape, numpy.float32)")
+        if not flags.writeable:
+            raise ValueError("out is read-only; pass a writeable array")
+        raise ValueError("out is not aligned to 4 bytes; pass an aligned array")
+    address = _address(out)
+    # out, p and t all are C-contiguous float32 arrays of the same shape: the same length.
+    size = out.nbytes
+    if address != p_address and abs(address - p_address) < size:
+        raise ValueError(f"out overlaps pred but is not pred itself; {_OUT_MEMORY}")
+    if abs(address - t_address) < size:
+        raise ValueError(f"out shares memory with target; {_OUT_MEMORY}")
+    # When pred or target is an array that was converted (copied), out must not overlap
+    # it either: a view of out is refused whether or not it happens to be copied first.
+    if pred is not p and isinstance(pred, np.ndarray):
+        _check_given("pred", pred, p_address, address, size)
+    if target is not t and isinstance(target, np.ndarray):
+        _check_given("target", target, t_address, address, size)
+    return address
+
+
+def _check_given(name: str, given: np.ndarray, address_used: int, address: int, size: int) -> None:
+    """Raises when the array the caller passed as `name` overlaps out's bytes
+    [address, address + size) and was not itself handed to the library (checked already)."""
+    if given.__array_interface__["data"][0] == address_used:  # a view, not a copy
+        return
+    low, high = _byte_range(given)
+    if low < address + size and address < high:
+        raise ValueError(f"out shares memory with {name}; {_OUT_MEMORY}")
+
+
+def _gradient_buffer(out: np.ndarray | None, p: np.ndarray, t: np.ndarray, p_address: int,
+                     t_address: int, pred: object, target: object) -> tuple[np.ndarray, int]:
+    """The array the gradient goes to, and its address: a new one, or the checked `out`."""
+    if out is None:
+        grad = np.empty(p.shape, _FLOAT32)
+        return grad, _address(grad)
+    return out, _out_address(out, p, t, p_address, t_address, pred, target)
+
+
 def dice_loss(pred: ArrayLike, target: ArrayLike, smooth: float = 1.0) -> float:
     """Dice loss over all elements.
 
@@ -89,17 +173,21 @@ def dice_loss(pred: ArrayLike, target: ArrayLike, smooth: float = 1.0) -> float:
 
 
 def dice_loss_backward(pred: ArrayLike, target: ArrayLike, smooth: float = 1.0,
-                       grad_loss: float = 1.0) -> np.ndarray:
+                       grad_loss: float = 1.0, *, out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of grad_loss * dice_loss(pred, target, smooth) with respect to pred.
 
     grad[i] = grad_loss * ((2 I + smooth) / D**2 - 2 target[i] / D),  D = P + T + smooth.
+
+    With ``out=`` the gradient is written into that preallocated float32 array of pred's
+    shape (it may be pred itself) and out is returned; see the module docstring.
 
     >>> dice_loss_backward([0.9, 0.1, 0.8, 0.7], [1, 0, 1, 1]).round(6)
     array([-0.170414,  0.137278, -0.170414, -0.170414], dtype=float32)
     """
     p, t = _inputs(pred, target)
-    grad = np.empty(p.shape, _FLOAT32)
-    _dice_backward(_address(p), _address(t), p.size, float(smooth), float(grad_loss), _address(grad))
+    p_address, t_address = _address(p), _address(t)
+    grad, grad_address = _gradient_buffer(out, p, t, p_address, t_address, pred, target)
+    _dice_backward(p_address, t_address, p.size, float(smooth), float(grad_loss), grad_address)
     return grad
 
 
@@ -117,17 +205,22 @@ def bce_loss(pred: ArrayLike, target: ArrayLike) -> float:
     return loss.value
 
 
-def bce_loss_backward(pred: ArrayLike, target: ArrayLike, grad_loss: float = 1.0) -> np.ndarray:
+def bce_loss_backward(pred: ArrayLike, target: ArrayLike, grad_loss: float = 1.0, *,
+                      out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of grad_loss * bce_loss(pred, target) with respect to pred:
 
     grad[i] = grad_loss * (p_i - t_i) / max(p_i * (1 - p_i), 1e-12) / count.
+
+    With ``out=`` the gradient is written into that preallocated float32 array of pred's
+    shape (it may be pred itself) and out is returned; see the module docstring.
 
     >>> bce_loss_backward([0.9, 0.1, 0.8, 0.7], [1, 0, 1, 1]).round(6)
     array([-0.277778,  0.277778, -0.3125  , -0.357143], dtype=float32)
     """
     p, t = _inputs(pred, target)
-    grad = np.empty(p.shape, _FLOAT32)
-    _bce_backward(_address(p), _address(t), p.size, float(grad_loss), _address(grad))
+    p_address, t_address = _address(p), _address(t)
+    grad, grad_address = _gradient_buffer(out, p, t, p_address, t_address, pred, target)
+    _bce_backward(p_address, t_address, p.size, float(grad_loss), grad_address)
     return grad
 
 
@@ -149,35 +242,44 @@ def bce_dice_loss(pred: ArrayLike, target: ArrayLike, weight_bce: float = 0.5,
 
 def bce_dice_loss_backward(pred: ArrayLike, target: ArrayLike, weight_bce: float = 0.5,
                            weight_dice: float = 0.5, smooth: float = 1.0,
-                           grad_loss: float = 1.0) -> np.ndarray:
+                           grad_loss: float = 1.0, *,
+                           out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of grad_loss * bce_dice_loss(pred, target, ...) with respect to pred:
     the weighted sum of bce_loss_backward and dice_loss_backward.
+
+    With ``out=`` the gradient is written into that preallocated float32 array of pred's
+    shape (it may be pred itself) and out is returned; see the module docstring.
 
     >>> bce_dice_loss_backward([0.9, 0.1, 0.8, 0.7], [1, 0, 1, 1]).round(6)
     array([-0.224096,  0.207528, -0.241457, -0.263779], dtype=float32)
     """
     p, t = _inputs(pred, target)
-    grad = np.empty(p.shape, _FLOAT32)
-    _bce_dice_backward(_address(p), _address(t), p.size, float(weight_bce), float(weight_dice),
-                       float(smooth), float(grad_loss), _address(grad))
+    p_address, t_address = _address(p), _address(t)
+    grad, grad_address = _gradient_buffer(out, p, t, p_address, t_address, pred, target)
+    _bce_dice_backward(p_address, t_address, p.size, float(weight_bce), float(weight_dice),
+                       float(smooth), float(grad_loss), grad_address)
     return grad
 
 
 def bce_dice_loss_and_grad(pred: ArrayLike, target: ArrayLike, weight_bce: float = 0.5,
-                           weight_dice: float = 0.5,
-                           smooth: float = 1.0) -> tuple[float, np.ndarray]:
+                           weight_dice: float = 0.5, smooth: float = 1.0, *,
+                           out: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """(bce_dice_loss(...), bce_dice_loss_backward(...)) from one pass over the inputs:
     the call for a training step.
+
+    With ``out=`` the gradient is written into that preallocated float32 array of pred's
+    shape (it may be pred itself) and (loss, out) is returned; see the module docstring.
 
     >>> loss, grad = bce_dice_loss_and_grad([0.9, 0.1, 0.8, 0.7], [1, 0, 1, 1])
     >>> round(loss, 6), grad.round(6)
     (0.152664, array([-0.224096,  0.207528, -0.241457, -0.263779], dtype=float32))
     """
     p, t = _inputs(pred, target)
-    grad = np.empty(p.shape, _FLOAT32)
+    p_address, t_address = _address(p), _address(t)
+    grad, grad_address = _gradient_buffer(out, p, t, p_address, t_address, pred, target)
     loss = c_float()
-    _bce_dice_forward_backward(_address(p), _address(t), p.size, float(weight_bce),
-                               float(weight_dice), float(smooth), byref(loss), _address(grad))
+    _bce_dice_forward_backward(p_address, t_address, p.size, float(weight_bce),
+                               float(weight_dice), float(smooth), byref(loss), grad_address)
     return loss.value, grad
 
 
