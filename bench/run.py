@@ -612,9 +612,9 @@ def main():
         if all(k in py for k in keys):
             r = {k: py["torch", n, k, all_threads][0] / py["binding", n, k, all_threads][0]
                  for k in KINDS}
-            worst = min(r.values())
-            check(what, f"{worst:.1f}x (hard {r['hard']:.1f}x, soft {r['soft']:.1f}x)",
-                  f">= {goal}x", round(worst, 1) >= goal,
+            # The targets are stated for hard targets; soft is shown alongside.
+            check(what, f"{r['hard']:.1f}x hard (soft {r['soft']:.1f}x)",
+                  f">= {goal}x", round(r["hard"], 1) >= goal,
                   [python_phase(n)])
         else:
             reason = ("binding not importable" if not binding else
@@ -624,9 +624,8 @@ def main():
     what = "single-thread fwd+bwd, 65,536 (C API)"
     single = {k: fb_c(65_536, k, 1) for k in KINDS}
     if all(single.values()):
-        worst = max(single.values())
-        check(what, f"{worst * 1e6:.1f} µs (hard {single['hard'] * 1e6:.1f}, soft "
-                    f"{single['soft'] * 1e6:.1f})", "<= 150 µs", worst <= 150e-6,
+        check(what, f"{single['hard'] * 1e6:.1f} µs hard (soft "
+                    f"{single['soft'] * 1e6:.1f})", "<= 150 µs", single["hard"] <= 150e-6,
               [c_phase(65_536)], threads=1)
     else:
         check(what, "not measured", "<= 150 µs", None)
