@@ -52,7 +52,12 @@ let package = Package(
                 // A self-contained .so: the Swift runtime linked in, only segloss_* exported.
                 // Release only: the debug build links the tests, which need the shared runtime.
                 .unsafeFlags(
-                    ["-static-stdlib", "-use-ld=lld", "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/SegLoss/exports.map"],
+                    [
+                        "-static-stdlib", "-use-ld=lld",
+                        "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/SegLoss/exports.map",
+                        // Never unmapped by dlclose(): its worker threads run its code.
+                        "-Xlinker", "-z", "-Xlinker", "nodelete",
+                    ],
                     .when(configuration: .release)
                 ),
             ]

@@ -3,7 +3,9 @@
 #define _GNU_SOURCE
 #include "cpu_features.h"
 
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <unistd.h>
 
 int segloss_cpu_level(void) {
@@ -29,4 +31,14 @@ int segloss_available_cpus(void) {
 #endif
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     return online > 0 ? (int)online : 1;
+}
+
+void segloss_block_signals(void) {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+}
+
+int segloss_at_fork_child(void (*child)(void)) {
+    return pthread_atfork(NULL, NULL, child);
 }

@@ -98,16 +98,32 @@ struct ChunkPlan {
     func forEach(chunksIn indices: Range<Int>, _ body: (Int) -> Void) {
         let workerCount = min(workers, indices.count)
         if workerCount <= 1 {
-            for index in indices { body(index) }
+            withDefaultFloatingPoint {
+                for index in indices { body(index) }
+            }
             return
         }
         let next = Atomic<Int>(indices.lowerBound)
         WorkerPool.shared.run(participants: workerCount) {
-            while true {
-                let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                guard index < indices.upperBound else { return }
-                body(index)
+            withDefaultFloatingPoint {
+                while true {
+                    let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                    guard index < indices.upperBound else { return }
+                    body(index)
+                }
             }
         }
     }
+}
+
+/// Runs `body` with the thread's floating-point control (MXCSR / FPCR) at the IEEE default,
+/// then restores the thread's own. Each thread has its own control state and a host may have
+/// changed it (flush-to-zero from torch.set_flush_denormal or -Ofast code): without this, a
+/// subnormal input's terms would depend on which thread, with whose settings, ran its chunk.
+@inline(__always)
+func withDefaultFloatingPoint(_ body: () -> Void) {
+    let saved = segloss_fp_state_get()
+    segloss_fp_state_set(segloss_fp_state_default())
+    body()
+    segloss_fp_state_set(saved)
 }

@@ -20,10 +20,14 @@ import Darwin
 /// pass is followed at once by its gradient pass, and training steps call back to back) and
 /// then sleep on a condition variable, so an idle library costs no CPU.
 ///
-/// One job runs at a time; a host thread that finds the pool busy runs its body alone. Every
-/// started thread acknowledges every job (those beyond the job's participants without
-/// running it), and the caller waits for all acknowledgements, so no thread can still be
-/// reading one job's fields when the next is posted.
+/// A job is posted as one atomic ticket holding its generation and its number of helpers, so
+/// a thread reads both consistently: pool thread k helps with a job when k <= helpers, and
+/// only helpers touch the job and acknowledge it. The caller waits for every helper's
+/// acknowledgement before it returns, so no helper can still be in one job when the next is
+/// posted; threads beyond a job's helpers go back to sleep without spinning.
+///
+/// One job runs at a time; a host thread that finds the pool busy runs its body alone. After
+/// fork() the child has none of the pool's threads: a fork handler forgets them.
 final class WorkerPool: @unchecked Sendable {
     static let shared = WorkerPool()
 
@@ -31,11 +35,11 @@ final class WorkerPool: @unchecked Sendable {
     /// sleeps.
     private static let spinNanoseconds: UInt64 = 50_000
 
-    // The job: written by the caller before `generation` is released, read by pool threads
-    // after they acquire it, and not written again until every thread has acknowledged.
+    /// (generation << 16) | helpers of the job last posted.
+    private let ticket = Atomic<UInt64>(0)
+    /// The job: written by the caller before its ticket is released, read by its helpers
+    /// after they acquire it, and not written again until every helper has acknowledged.
     private var job: (() -> Void)?
-    private var participants = 0
-    private let generation = Atomic<UInt64>(0)
     private let pending = Atomic<Int>(0)
     private let busy = Atomic<Bool>(false)
 
@@ -46,9 +50,26 @@ final class WorkerPool: @unchecked Sendable {
     private var threads = 0
 
     private init() {
+        initializeLocks()
+        // The child of a fork() has only the forking thread: forget the pool's threads and
+        // any job or lock that was in flight.
+        _ = segloss_at_fork_child {
+            WorkerPool.shared.forgetThreadsAfterFork()
+        }
+    }
+
+    private func initializeLocks() {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(jobPosted, nil)
         pthread_cond_init(jobDone, nil)
+    }
+
+    private func forgetThreadsAfterFork() {
+        initializeLocks()
+        threads = 0
+        job = nil
+        pending.store(0, ordering: .relaxed)
+        busy.store(false, ordering: .relaxed)
     }
 
     func run(participants n: Int, _ body: () -> Void) {
@@ -57,17 +78,17 @@ final class WorkerPool: @unchecked Sendable {
             return
         }
         defer { busy.store(false, ordering: .releasing) }
-        let started = startThreads(upTo: n - 1)
-        guard started > 0 else {
+        let helpers = min(startThreads(upTo: n &- 1), n &- 1)
+        guard helpers > 0 else {
             body()
             return
         }
         withoutActuallyEscaping(body) { body in
             job = body
-            participants = n - 1
-            pending.store(started, ordering: .relaxed)
+            pending.store(helpers, ordering: .relaxed)
             pthread_mutex_lock(mutex)
-            generation.add(1, ordering: .releasing)
+            let generation = (ticket.load(ordering: .relaxed) >> 16) &+ 1
+            ticket.store(generation << 16 | UInt64(helpers), ordering: .releasing)
             pthread_cond_broadcast(jobPosted)
             pthread_mutex_unlock(mutex)
             body()
@@ -83,6 +104,77 @@ final class WorkerPool: @unchecked Sendable {
             pthread_cond_wait(jobDone, mutex)
         }
         pthread_mutex_unlock(mutex)
+    }
+
+    /// Starts threads until there are `wanted` (or thread creation fails); returns how many
+    /// threads there are in all, which may be more than wanted.
+    private func startThreads(upTo wanted: Int) -> Int {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while threads < wanted {
+            // The thread starts from the job before the one about to be posted, which it
+            // must not miss however late it begins to run.
+            let context = Unmanaged.passRetained(WorkerContext(
+                pool: self, index: threads &+ 1, ticket: ticket.load(ordering: .acquiring)))
+            var thread = pthread_t()
+            let started = pthread_create(&thread, nil, { raw in
+                #if canImport(Darwin)
+                let context = Unmanaged<WorkerContext>.fromOpaque(raw).takeRetainedValue()
+                #else
+                let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
+                #endif
+                segloss_block_signals()
+                context.pool.workerLoop(index: context.index, startingAfter: context.ticket)
+                return nil
+            }, context.toOpaque())
+            guard started == 0 else {
+                context.release()
+                break
+            }
+            pthread_detach(thread)
+            threads &+= 1
+        }
+        return threads
+    }
+
+    private func workerLoop(index: Int, startingAfter start: UInt64) {
+        var seen = start
+        var helped = false
+        while true {
+            // Spin for the next job only after helping with one: a thread the last job did
+            // not need is unlikely to be needed by the next.
+            seen = waitForTicket(after: seen, spinning: helped)
+            helped = UInt64(index) <= seen & 0xFFFF
+            guard helped else { continue }
+            runJob()
+            if pending.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                pthread_mutex_lock(mutex)
+                pthread_cond_signal(jobDone)
+                pthread_mutex_unlock(mutex)
+            }
+        }
+    }
+
+    /// Calls the posted job. Its own function, so that this thread's reference to the
+    /// closure ends here, before the acknowledgement lets the caller's scope end.
+    @inline(never)
+    private func runJob() {
+        job?()
+    }
+
+    /// Waits (spinning first if asked) until the ticket moves past `seen`; returns the new one.
+    private func waitForTicket(after seen: UInt64, spinning: Bool) -> UInt64 {
+        if spinning, Self.spin(until: { ticket.load(ordering: .acquiring) != seen }) {
+            return ticket.load(ordering: .acquiring)
+        }
+        pthread_mutex_lock(mutex)
+        var current = ticket.load(ordering: .acquiring)
+        while current == seen {
+            pthread_cond_wait(jobPosted, mutex)
+            current = ticket.load(ordering: .acquiring)
+        }
+        pthread_mutex_unlock(mutex)
+        return current
     }
 
     /// Spins until `condition` holds (true) or `spinNanoseconds` have passed (false).
@@ -103,75 +195,15 @@ final class WorkerPool: @unchecked Sendable {
         return UInt64(truncatingIfNeeded: now.tv_sec) &* 1_000_000_000
             &+ UInt64(truncatingIfNeeded: now.tv_nsec)
     }
-
-    /// Starts threads until there are `wanted` (or thread creation fails); returns how many
-    /// threads there are in all, which may be more than wanted.
-    private func startThreads(upTo wanted: Int) -> Int {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        while threads < wanted {
-            // The thread starts from the generation before the job being posted, which it
-            // must not miss however late it begins to run.
-            let context = Unmanaged.passRetained(WorkerContext(
-                pool: self, index: threads + 1, generation: generation.load(ordering: .acquiring)))
-            var thread = pthread_t()
-            let started = pthread_create(&thread, nil, { raw in
-                #if canImport(Darwin)
-                let context = Unmanaged<WorkerContext>.fromOpaque(raw).takeRetainedValue()
-                #else
-                let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
-                #endif
-                context.pool.workerLoop(index: context.index, startingAfter: context.generation)
-                return nil
-            }, context.toOpaque())
-            guard started == 0 else {
-                context.release()
-                break
-            }
-            pthread_detach(thread)
-            threads += 1
-        }
-        return threads
-    }
-
-    private func workerLoop(index: Int, startingAfter start: UInt64) {
-        var seen = start
-        while true {
-            seen = waitForJob(after: seen)
-            if index <= participants, let job {
-                job()
-            }
-            if pending.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
-                pthread_mutex_lock(mutex)
-                pthread_cond_signal(jobDone)
-                pthread_mutex_unlock(mutex)
-            }
-        }
-    }
-
-    /// Spins, then sleeps, until the generation moves past `seen`; returns the new one.
-    private func waitForJob(after seen: UInt64) -> UInt64 {
-        if Self.spin(until: { generation.load(ordering: .acquiring) != seen }) {
-            return generation.load(ordering: .acquiring)
-        }
-        pthread_mutex_lock(mutex)
-        var current = generation.load(ordering: .acquiring)
-        while current == seen {
-            pthread_cond_wait(jobPosted, mutex)
-            current = generation.load(ordering: .acquiring)
-        }
-        pthread_mutex_unlock(mutex)
-        return current
-    }
 }
 
 private final class WorkerContext {
     let pool: WorkerPool
     let index: Int
-    let generation: UInt64
-    init(pool: WorkerPool, index: Int, generation: UInt64) {
+    let ticket: UInt64
+    init(pool: WorkerPool, index: Int, ticket: UInt64) {
         self.pool = pool
         self.index = index
-        self.generation = generation
+        self.ticket = ticket
     }
 }

@@ -7,7 +7,17 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#if defined(__unix__)
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 static int failures = 0;
 static int checks = 0;
@@ -156,12 +166,82 @@ static void test_threads(void) {
     CHECK(segloss_get_num_threads() == initial, "0 restores the default");
 }
 
+/* Inputs big enough that a call uses the worker threads. */
+enum { BIG = 200003 };
+static float big_pred[BIG], big_target[BIG], big_grad[BIG];
+
+static void fill_big(void) {
+    int i;
+    for (i = 0; i < BIG; ++i) {
+        big_pred[i] = (float)((i * 7919) % 1000) / 1000.0f;
+        big_target[i] = (i % 3 == 0) ? 1.0f : 0.0f;
+    }
+    big_pred[18] = 1e-40f; /* subnormal, target 1: flush-to-zero would change its log */
+}
+
+/* After fork() the child has none of the parent's worker threads; its calls must still
+ * return, with the parent's result. */
+static void test_fork(void) {
+#if defined(__unix__)
+    float parent_loss = 0;
+    pid_t child;
+    int status = 0;
+    segloss_set_num_threads(2);
+    CHECK(segloss_bce_dice_forward_backward(big_pred, big_target, BIG, .5f, .5f, 1, &parent_loss,
+                                            big_grad) == SEGLOSS_OK, "parent call");
+    fflush(stdout);
+    child = fork();
+    if (child == 0) {
+        float child_loss = 0;
+        alarm(20); /* a hang is a failure, not a stuck test run */
+        if (segloss_bce_dice_forward_backward(big_pred, big_target, BIG, .5f, .5f, 1, &child_loss,
+                                              big_grad) != SEGLOSS_OK)
+            _exit(2);
+        _exit(child_loss == parent_loss ? 0 : 3);
+    }
+    CHECK(child > 0, "fork");
+    if (child > 0) {
+        waitpid(child, &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "child after fork: %s %d", WIFEXITED(status) ? "exit" : "signal",
+              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    }
+    segloss_set_num_threads(0);
+#endif
+}
+
+/* A host thread with flush-to-zero / denormals-are-zero set (torch.set_flush_denormal, -Ofast
+ * code) gets the same bits as with the IEEE default, for any thread count. */
+static void test_host_floating_point_state(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    float reference = 0, loss = 0;
+    unsigned saved = _mm_getcsr();
+    int threads;
+    segloss_set_num_threads(1);
+    CHECK(segloss_bce_dice_forward(big_pred, big_target, BIG, .5f, .5f, 1, &reference) ==
+              SEGLOSS_OK, "reference");
+    _mm_setcsr(saved | 0x8040); /* FTZ | DAZ */
+    for (threads = 1; threads <= 4; ++threads) {
+        segloss_set_num_threads(threads);
+        CHECK(segloss_bce_dice_forward(big_pred, big_target, BIG, .5f, .5f, 1, &loss) ==
+                  SEGLOSS_OK && loss == reference,
+              "FTZ/DAZ host, %d threads: %.9g != %.9g", threads, loss, reference);
+        CHECK((_mm_getcsr() & 0x8040) == 0x8040, "the host's FTZ/DAZ setting was not restored");
+    }
+    _mm_setcsr(saved);
+    segloss_set_num_threads(0);
+#endif
+}
+
 int main(void) {
+    fill_big();
     test_version();
     test_worked_example();
     test_statuses();
     test_in_place();
     test_threads();
+    test_host_floating_point_state();
+    test_fork();
     printf("abi_test (C, kernel %s): %d passed, %d failed\n", segloss_kernel_name(),
            checks - failures, failures);
     return failures == 0 ? 0 : 1;
