@@ -148,8 +148,7 @@ private func hardElementTerms(
         let isPositive = tk > 0.5
         let u = 1 - pk
         let c = (1 - u) - pk
-        let l = logApprox(isPositive ? pk : u, remainder: isPositive ? 0 : c)
-        out[k] = -(l > -100 ? l : -100)
+        out[k] = -clampedLogApprox(isPositive ? pk : u, remainder: isPositive ? 0 : c)
     }
     return check
 }
@@ -163,10 +162,9 @@ private func softElementTerms(
     for k in 0..<kernelBlockLength {
         let pk = p[k], tk = t[k]
         check.add(pk, tk)
-        let lp = logApprox(pk)
-        let l1p = logOneMinusApprox(pk)
-        let clampedLp = lp > -100 ? lp : -100
-        let clampedL1p = l1p > -100 ? l1p : -100
+        let u = 1 - pk
+        let clampedLp = clampedLogApprox(pk)
+        let clampedL1p = clampedLogApprox(u, remainder: (1 - u) - pk)
         out[k] = -(tk * clampedLp + (1 - tk) * clampedL1p)
     }
     return check

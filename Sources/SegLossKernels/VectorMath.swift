@@ -29,11 +29,26 @@ func multiplyAdd(_ a: Float, _ b: Float, _ c: Float) -> Float {
 }
 
 /// Natural logarithm of `x` for x in [0, 2^104): -inf for 0, correct for subnormals.
+@inline(__always)
+public func logApprox(_ x: Float) -> Float {
+    x > 0 ? logOfPositive(x) : -Float.infinity
+}
+
+/// max(log(x + c), -100) for x in [0, 2^104) and a remainder c as in
+/// `logApprox(_:remainder:)`: PyTorch's clamped log of BCE, without logApprox's test for 0
+/// (at 0 the unguarded evaluation gives about -103.97, which the clamp turns into -100).
+@inline(__always)
+func clampedLogApprox(_ x: Float, remainder c: Float = 0) -> Float {
+    let l = multiplyAdd(c, 2 - x, logOfPositive(x))
+    return l > -100 ? l : -100
+}
+
+/// log(x) for x in (0, 2^104), correct for subnormals; at 0, about -103.97.
 ///
 /// x = 2^e * m with m in [sqrt(1/2), sqrt(2)); log(m) = f - f^2/2 + f^3 * P(f), f = m - 1,
 /// with a degree-8 minimax P (Cephes' logf coefficients); e * ln 2 is added in two parts.
 @inline(__always)
-public func logApprox(_ x: Float) -> Float {
+func logOfPositive(_ x: Float) -> Float {
     // Every x is scaled by 2^23 (exact below 2^104), which makes subnormals normal without a
     // test; the 23 is taken back from the exponent.
     let scaled = x * 8_388_608
@@ -56,8 +71,7 @@ public func logApprox(_ x: Float) -> Float {
     let e = Float(exponent)
     // ln 2 = 0.693359375 - 2.12194440e-4: the first part is exact in few bits, so e * it is exact.
     let tail = multiplyAdd(e, -2.12194440e-4, multiplyAdd(f2, multiplyAdd(f, p, -0.5), 0))
-    let result = multiplyAdd(e, 0.693359375, f + tail)
-    return x > 0 ? result : -Float.infinity
+    return multiplyAdd(e, 0.693359375, f + tail)
 }
 
 /// log(1 - p) for p in [0, 1], without the rounding of 1 - p: for small p the rounded
