@@ -21,26 +21,32 @@ import Darwin
 /// then sleep on a condition variable, so an idle library costs no CPU.
 ///
 /// A job is posted as one atomic ticket holding its generation and its number of helpers, so
-/// a thread reads both consistently: pool thread k helps with a job when k <= helpers, and
-/// only helpers touch the job and acknowledge it. The caller waits for every helper's
-/// acknowledgement before it returns, so no helper can still be in one job when the next is
-/// posted; threads beyond a job's helpers go back to sleep without spinning.
+/// a thread reads both consistently: pool thread k may help with a job when k <= helpers. A
+/// helper must enter the job through a second atomic word (the job's generation, a closed
+/// bit and the count of helpers inside) before it touches it. When the caller has run out of
+/// work it closes the job and waits only for the helpers inside: a helper that wakes late
+/// finds the job closed and goes back to sleep, and the caller never waits for a thread
+/// that has not started. Threads beyond a job's helpers go back to sleep without spinning.
 ///
 /// One job runs at a time; a host thread that finds the pool busy runs its body alone. After
 /// fork() the child has none of the pool's threads: a fork handler forgets them.
 final class WorkerPool: @unchecked Sendable {
     static let shared = WorkerPool()
 
-    /// How long a thread spins for the next job, or the caller for its helpers, before it
-    /// sleeps.
-    private static let spinNanoseconds: UInt64 = 50_000
+    /// How long a helper spins for the next job, or the caller for its helpers to leave,
+    /// before it sleeps: long enough to catch a call's gradient pass right after its
+    /// statistics pass, short enough not to hold a core the host's own threads want.
+    private static let spinNanoseconds: UInt64 = 20_000
 
     /// (generation << 16) | helpers of the job last posted.
     private let ticket = Atomic<UInt64>(0)
     /// The job: written by the caller before its ticket is released, read by its helpers
     /// after they acquire it, and not written again until every helper has acknowledged.
     private var job: (() -> Void)?
-    private let pending = Atomic<Int>(0)
+    /// (generation << 32) | closed << 31 | helpers inside the job.
+    private let entry = Atomic<UInt64>(0)
+    private static let closedBit: UInt64 = 1 << 31
+    private static let insideMask: UInt64 = (1 << 31) - 1
     private let busy = Atomic<Bool>(false)
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
@@ -68,7 +74,7 @@ final class WorkerPool: @unchecked Sendable {
         initializeLocks()
         threads = 0
         job = nil
-        pending.store(0, ordering: .relaxed)
+        entry.store(0, ordering: .relaxed)
         busy.store(false, ordering: .relaxed)
     }
 
@@ -85,25 +91,53 @@ final class WorkerPool: @unchecked Sendable {
         }
         withoutActuallyEscaping(body) { body in
             job = body
-            pending.store(helpers, ordering: .relaxed)
             pthread_mutex_lock(mutex)
             let generation = (ticket.load(ordering: .relaxed) >> 16) &+ 1
+            entry.store((generation & 0xFFFF_FFFF) << 32, ordering: .releasing)
             ticket.store(generation << 16 | UInt64(helpers), ordering: .releasing)
             pthread_cond_broadcast(jobPosted)
             pthread_mutex_unlock(mutex)
             body()
-            waitForHelpers()
+            // No new helper may enter now; wait for those inside.
+            entry.bitwiseOr(Self.closedBit, ordering: .acquiringAndReleasing)
+            waitForHelpersInside()
             job = nil
         }
     }
 
-    private func waitForHelpers() {
-        if Self.spin(until: { pending.load(ordering: .acquiring) == 0 }) { return }
+    private func helpersInside() -> UInt64 {
+        entry.load(ordering: .acquiring) & Self.insideMask
+    }
+
+    private func waitForHelpersInside() {
+        if Self.spin(until: { helpersInside() == 0 }) { return }
         pthread_mutex_lock(mutex)
-        while pending.load(ordering: .acquiring) != 0 {
+        while helpersInside() != 0 {
             pthread_cond_wait(jobDone, mutex)
         }
         pthread_mutex_unlock(mutex)
+    }
+
+    /// Enters the job of `generation` unless it is closed (or already replaced).
+    private func enter(generation: UInt64) -> Bool {
+        var current = entry.load(ordering: .acquiring)
+        while current >> 32 == generation & 0xFFFF_FFFF && current & Self.closedBit == 0 {
+            let (exchanged, original) = entry.compareExchange(
+                expected: current, desired: current &+ 1, ordering: .acquiringAndReleasing)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    /// Leaves the job; the last helper out of a closed job wakes the caller.
+    private func leave() {
+        let after = entry.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue
+        if after & Self.insideMask == 0 && after & Self.closedBit != 0 {
+            pthread_mutex_lock(mutex)
+            pthread_cond_signal(jobDone)
+            pthread_mutex_unlock(mutex)
+        }
     }
 
     /// Starts threads until there are `wanted` (or thread creation fails); returns how many
@@ -144,14 +178,10 @@ final class WorkerPool: @unchecked Sendable {
             // Spin for the next job only after helping with one: a thread the last job did
             // not need is unlikely to be needed by the next.
             seen = waitForTicket(after: seen, spinning: helped)
-            helped = UInt64(index) <= seen & 0xFFFF
+            helped = UInt64(index) <= seen & 0xFFFF && enter(generation: seen >> 16)
             guard helped else { continue }
             runJob()
-            if pending.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
-                pthread_mutex_lock(mutex)
-                pthread_cond_signal(jobDone)
-                pthread_mutex_unlock(mutex)
-            }
+            leave()
         }
     }
 
