@@ -126,24 +126,9 @@ static int compare_doubles(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Warm-up (at least 3 calls and a tenth of the budget), then one timed call after another
- * until the budget is spent (at least MIN_REPS, at most MAX_REPS calls). */
-static void time_op(enum op op, const char *kind, const float *pred, const float *target,
-                    float *grad, size_t n, int threads, double budget, double *samples)
+static void print_time(enum op op, const char *kind, size_t n, int threads, double *samples,
+                       int reps)
 {
-    if (op != OP_FLOOR) segloss_set_num_threads(threads);
-
-    double warm_end = now_seconds() + 0.1 * budget;
-    for (int i = 0; i < 3 || now_seconds() < warm_end; i++)
-        run_op(op, pred, target, grad, n, threads);
-
-    int reps = 0;
-    double start = now_seconds();
-    while (reps < MAX_REPS && (reps < MIN_REPS || now_seconds() - start < budget)) {
-        double t0 = now_seconds();
-        run_op(op, pred, target, grad, n, threads);
-        samples[reps++] = now_seconds() - t0;
-    }
     qsort(samples, (size_t)reps, sizeof(double), compare_doubles);
     double median = reps % 2 ? samples[reps / 2]
                              : 0.5 * (samples[reps / 2 - 1] + samples[reps / 2]);
@@ -151,6 +136,51 @@ static void time_op(enum op op, const char *kind, const float *pred, const float
            "\"median_ms\":%.6f,\"min_ms\":%.6f,\"reps\":%d}\n",
            op_names[op], n, kind, threads, median * 1e3, samples[0] * 1e3, reps);
     fflush(stdout);
+}
+
+/* Times every op (the floor and the three segloss calls) on the same inputs, interleaved
+ * call by call, so that all of them, and so their ratios, see the same machine: these are
+ * shared machines whose memory bandwidth drifts within seconds. Warm-up (at least 3 rounds
+ * and a tenth of the budget), then rounds until the budget is spent (at least MIN_REPS, at
+ * most MAX_REPS rounds). `samples` holds OP_COUNT * MAX_REPS doubles. */
+static void time_ops(const char *kind, const float *pred, const float *target, float *grad,
+                     size_t n, int threads, double budget, double *samples)
+{
+    segloss_set_num_threads(threads);
+    double warm_end = now_seconds() + 0.1 * budget;
+    for (int i = 0; i < 3 || now_seconds() < warm_end; i++)
+        for (int op = 0; op < OP_COUNT; op++) run_op((enum op)op, pred, target, grad, n, threads);
+
+    int reps = 0;
+    double start = now_seconds();
+    while (reps < MAX_REPS && (reps < MIN_REPS || now_seconds() - start < budget)) {
+        for (int op = 0; op < OP_COUNT; op++) {
+            double t0 = now_seconds();
+            run_op((enum op)op, pred, target, grad, n, threads);
+            samples[op * MAX_REPS + reps] = now_seconds() - t0;
+        }
+        reps++;
+    }
+    for (int op = 0; op < OP_COUNT; op++)
+        print_time((enum op)op, kind, n, threads, samples + op * MAX_REPS, reps);
+}
+
+/* One op alone, timed the same way (for the single-call mode). */
+static void time_op(enum op op, const char *kind, const float *pred, const float *target,
+                    float *grad, size_t n, int threads, double budget, double *samples)
+{
+    if (op != OP_FLOOR) segloss_set_num_threads(threads);
+    double warm_end = now_seconds() + 0.1 * budget;
+    for (int i = 0; i < 3 || now_seconds() < warm_end; i++)
+        run_op(op, pred, target, grad, n, threads);
+    int reps = 0;
+    double start = now_seconds();
+    while (reps < MAX_REPS && (reps < MIN_REPS || now_seconds() - start < budget)) {
+        double t0 = now_seconds();
+        run_op(op, pred, target, grad, n, threads);
+        samples[reps++] = now_seconds() - t0;
+    }
+    print_time(op, kind, n, threads, samples, reps);
 }
 
 static int default_threads(void)
@@ -184,7 +214,7 @@ static int cmd_time(int argc, char **argv)
     /* One set of buffers, sized for the largest count; smaller counts use a prefix. */
     float *pred = alloc_floats(max_n), *hard = alloc_floats(max_n), *soft = alloc_floats(max_n);
     float *grad = alloc_floats(max_n);
-    double *samples = malloc(MAX_REPS * sizeof(double));
+    double *samples = malloc(OP_COUNT * MAX_REPS * sizeof(double));
     if (!samples) return 1;
     fill_inputs(pred, hard, soft, max_n);
     memset(grad, 0, max_n * sizeof(float));
@@ -199,9 +229,8 @@ static int cmd_time(int argc, char **argv)
             const char *kind = k == 0 ? "hard" : "soft";
             const float *target = k == 0 ? hard : soft;
             for (int s = 0; s < settings; s++)
-                for (int op = 0; op < OP_COUNT; op++)
-                    time_op((enum op)op, kind, pred, target, grad, n, thread_counts[s], budget,
-                            samples);
+                time_ops(kind, pred, target, grad, n, thread_counts[s], OP_COUNT * budget,
+                         samples);
         }
     }
     segloss_set_num_threads(0);

@@ -90,8 +90,12 @@ def build_benchmark():
 
 def run_binary(*args):
     """Runs bench_segloss and returns its JSON lines as dicts."""
+    # The floor's OpenMP threads sleep when a parallel region ends instead of spinning (GNU
+    # OpenMP spins by default): the floor and the segloss calls are timed in turn, and a
+    # spinning floor thread would hold the core segloss's worker needs, and the other way round.
+    environment = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     result = subprocess.run([str(BINARY), *map(str, args)], check=True,
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, env=environment)
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
@@ -479,8 +483,8 @@ def main():
 
     # ------------------------------------------------------------------------- report
     log()
-    log("Per-call times in ms (median of many calls). floor = the memory floor, fwd/bwd/"
-        "fwd+bwd = segloss C API,")
+    log("Per-call times in ms (median of many calls; the floor and the three C calls timed in "
+        "turn, call by call). floor = the memory floor, fwd/bwd/fwd+bwd = segloss C API,")
     log("torch = the seed's PyTorch code (forward + backward), numpy = plain numpy (its "
         "element-wise operations use one thread: measured once, shown in both rows).")
     log("Ratios: fwd+bwd/floor (1.0 = at the memory limit), torch/fwd+bwd and "
