@@ -40,8 +40,9 @@ final class WorkerPool: @unchecked Sendable {
 
     /// (generation << 16) | helpers of the job last posted.
     private let ticket = Atomic<UInt64>(0)
-    /// The job: written by the caller before its ticket is released, read by its helpers
-    /// after they acquire it, and not written again until every helper has acknowledged.
+    /// The job: written by the caller before it opens `entry`, read by a helper only after
+    /// it has entered, and not written again until the job is closed and every helper that
+    /// entered has left.
     private var job: (() -> Void)?
     /// (generation << 32) | closed << 31 | helpers inside the job.
     private let entry = Atomic<UInt64>(0)
