@@ -13,7 +13,7 @@ STRICT  := -Wall -Wextra -Werror -pedantic -Iinclude
 LINK    := -L$(LIBDIR) -lsegloss -Wl,-rpath,$(LIBDIR)
 export PYTHONPATH := $(CURDIR)/bindings/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all lib demo test swift-test c-test portability-test exports-test python-test bench clean
+.PHONY: all lib demo test swift-test c-test huge-test portability-test exports-test python-test bench clean
 all: demo
 
 lib:
@@ -25,7 +25,7 @@ demo: lib
 	$(OUT)/demo_c
 	$(PYTHON) examples/demo.py
 
-test: lib swift-test c-test portability-test exports-test python-test
+test: lib swift-test c-test huge-test portability-test exports-test python-test
 
 swift-test:
 	$(SWIFT) test
@@ -39,6 +39,13 @@ c-test: lib
 	$(CXX) -std=c++11 $(STRICT) Tests/c/abi_test.cpp $(LINK) -o $(OUT)/abi_test_cxx11
 	$(CXX) -std=c++17 $(STRICT) Tests/c/abi_test.cpp $(LINK) -o $(OUT)/abi_test_cxx17
 	$(OUT)/abi_test_c99 && $(OUT)/abi_test_c11 && $(OUT)/abi_test_cxx11 && $(OUT)/abi_test_cxx17
+
+# A forward over 2^32 + 2^19 elements (a repeated pattern mapped, so no RAM is needed): no
+# count or index inside is 32 bits.
+huge-test: lib
+	@mkdir -p $(OUT)
+	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -Iinclude Tests/c/huge_test.c $(LINK) -lm -o $(OUT)/huge_test
+	$(OUT)/huge_test
 
 # One .so for every x86-64: under qemu's CPU models the C consumer must pass with the kernel
 # that CPU can run (baseline on plain x86-64 with SSE2 only, avx2 on Haswell). qemu-user
