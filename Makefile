@@ -13,7 +13,7 @@ STRICT  := -Wall -Wextra -Werror -pedantic -Iinclude
 LINK    := -L$(LIBDIR) -lsegloss -Wl,-rpath,$(LIBDIR)
 export PYTHONPATH := $(CURDIR)/bindings/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all lib demo test swift-test c-test huge-test portability-test exports-test python-test bench clean
+.PHONY: all lib demo test swift-test c-test huge-test portability-test exports-test python-test fuzz-replay fuzz bench clean
 all: demo
 
 lib:
@@ -25,7 +25,7 @@ demo: lib
 	$(OUT)/demo_c
 	$(PYTHON) examples/demo.py
 
-test: lib swift-test c-test huge-test portability-test exports-test python-test
+test: lib swift-test c-test huge-test portability-test exports-test python-test fuzz-replay
 
 swift-test:
 	$(SWIFT) test
@@ -67,6 +67,21 @@ exports-test: lib
 
 python-test: lib
 	$(PYTHON) -m pytest -q Tests/python
+
+# The fuzz target over every C entry point (Sources/SegLossFuzz). fuzz-replay runs the committed
+# corpus through it as a test; fuzz builds it with libFuzzer and AddressSanitizer and fuzzes
+# for FUZZ_SECONDS (new inputs go to .build-fuzz/corpus, crashes to .build-fuzz/).
+FUZZ_SECONDS ?= 60
+fuzz-replay:
+	$(SWIFT) build --product SegLossFuzz
+	.build/debug/SegLossFuzz Tests/fuzz/corpus/*
+
+fuzz:
+	$(SWIFT) build --scratch-path .build-fuzz --product SegLossFuzz \
+	  -Xswiftc -sanitize=fuzzer,address -Xswiftc -DSEGLOSS_LIBFUZZER -Xswiftc -O
+	@mkdir -p .build-fuzz/corpus
+	cd .build-fuzz && ./debug/SegLossFuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  corpus ../Tests/fuzz/corpus
 
 bench: lib
 	$(PYTHON) bench/run.py

@@ -62,6 +62,9 @@ let package = Package(
                 ),
             ]
         ),
+        // The fuzz target over the C ABI: a corpus replayer by default, a libFuzzer binary when
+        // built with -sanitize=fuzzer,address -DSEGLOSS_LIBFUZZER (make fuzz).
+        .executableTarget(name: "SegLossFuzz", dependencies: ["SegLoss", "CSegLoss"]),
         .testTarget(name: "SegLossCoreTests", dependencies: ["SegLossCore"]),
         .testTarget(name: "SegLossTests", dependencies: ["SegLoss", "CSegLoss"]),
     ]
