@@ -193,7 +193,7 @@ struct Replay {
             bytes.withUnsafeBufferPointer { _ = fuzzOne($0.baseAddress, $0.count) }
             replayed += 1
         }
-        print("fuzz replay: \(replayed) passed, 0 failed")
+        print("fuzz-replay: \(replayed) passed, 0 failed")
     }
 }
 #endif
