@@ -8,7 +8,7 @@
 //                     (Tests/fuzz/corpus) through the same function: the corpus as a test.
 //
 // Input layout (missing bytes read as 0): byte 0 picks the entry point, byte 1 the layout
-// flags, byte 2 the thread count, bytes 3-4 the element count (12 bits, times 64 with flags
+// flags, byte 2 the thread count, bytes 3-4 the element count (12 bits, times 16 with flags
 // 0xC1), then four raw float32 parameters (weight_bce, weight_dice, smooth, grad_loss), then
 // pred and target as raw float32 bit patterns, repeated to fill the count.
 import CSegLoss  // the C declarations; the target links SegLoss, whose @_cdecl functions they name
@@ -98,7 +98,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let flags = input.byte()
     let threads = Int32(input.byte() % 17)  // 0 = the default
     var count = Int(input.byte()) | Int(input.byte() & 0x0F) << 8  // up to 4,095
-    if flags & 0xC1 == 0xC1 { count &*= 64 }  // up to 262,080: many chunks, the worker pool
+    if flags & 0xC1 == 0xC1 { count &*= 16 }  // up to 65,520: 4 chunks, the worker pool
     let parameters = (input.float(), input.float(), input.float(), input.float())
     let valuesStart = input.position
 
