@@ -13,7 +13,7 @@ STRICT  := -Wall -Wextra -Werror -pedantic -Iinclude
 LINK    := -L$(LIBDIR) -lsegloss -Wl,-rpath,$(LIBDIR)
 export PYTHONPATH := $(CURDIR)/bindings/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all lib demo test swift-test c-test huge-test portability-test exports-test python-test fuzz-replay fuzz bench clean
+.PHONY: all lib demo test swift-test c-test huge-test portability-test exports-test python-test fuzz-replay fuzz asan-test tsan-test bench clean
 all: demo
 
 lib:
@@ -82,6 +82,14 @@ fuzz:
 	@mkdir -p .build-fuzz/corpus
 	cd .build-fuzz && ./debug/SegLossFuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  corpus ../Tests/fuzz/corpus
+
+# The Swift suite under AddressSanitizer (all of it, about 3 min) and ThreadSanitizer (the
+# suites that run threads: the determinism, error, memory and pass tests, about 1 min).
+asan-test:
+	$(SWIFT) test --sanitize=address --scratch-path .build-asan
+tsan-test:
+	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan \
+	  --filter "Thread|Error statuses|Memory|statisticsPass|gradientPass"
 
 bench: lib
 	$(PYTHON) bench/run.py
