@@ -13,7 +13,7 @@ STRICT  := -Wall -Wextra -Werror -pedantic -Iinclude
 LINK    := -L$(LIBDIR) -lsegloss -Wl,-rpath,$(LIBDIR)
 export PYTHONPATH := $(CURDIR)/bindings/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all lib demo test swift-test c-test huge-test portability-test exports-test python-test fuzz-replay fuzz asan-test tsan-test bench clean
+.PHONY: all lib demo test swift-test c-test huge-test portability-test exports-test python-test fuzz-replay fuzz asan-test tsan-test valgrind-test bench clean
 all: demo
 
 lib:
@@ -90,6 +90,15 @@ asan-test:
 tsan-test:
 	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan \
 	  --filter "Thread|Error statuses|Memory|statisticsPass|gradientPass"
+
+# The C consumers under valgrind's memcheck (which runs the AVX2 kernel: it has no AVX-512,
+# cannot fork a threaded program cleanly and does not emulate flush-to-zero, so those two
+# tests are left out).
+valgrind-test: c-test
+	SEGLOSS_TEST_NO_FORK=1 SEGLOSS_TEST_NO_FP_STATE=1 valgrind -q --error-exitcode=1 \
+	  $(OUT)/abi_test_c99
+	SEGLOSS_TEST_NO_FORK=1 SEGLOSS_TEST_NO_FP_STATE=1 valgrind -q --error-exitcode=1 \
+	  $(OUT)/abi_test_cxx17
 
 bench: lib
 	$(PYTHON) bench/run.py

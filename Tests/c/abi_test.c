@@ -219,6 +219,8 @@ static void test_host_floating_point_state(void) {
     float reference = 0, loss = 0;
     unsigned saved = _mm_getcsr();
     int threads;
+    /* valgrind (make valgrind-test) does not emulate MXCSR's flush-to-zero bits. */
+    if (getenv("SEGLOSS_TEST_NO_FP_STATE") != NULL) return;
     segloss_set_num_threads(1);
     CHECK(segloss_bce_dice_forward(big_pred, big_target, BIG, .5f, .5f, 1, &reference) ==
               SEGLOSS_OK, "reference");
