@@ -20,7 +20,8 @@ public let kernelBlockLength = 256
 /// `withElementTerm` adds the BCE term (the only part that needs `log`).
 ///
 /// The result depends only on the elements, never on where the chunk sits or which thread
-/// runs it: per element the terms are float, summed into 8 double lanes in a fixed order.
+/// runs it: per element the terms are float, summed in float over runs of 8 per lane, then
+/// into 8 double lanes, always in the same order.
 @inline(never)
 public func statisticsKernel(
     _ pred: UnsafePointer<Float>, _ target: UnsafePointer<Float>, _ count: Int,
@@ -84,6 +85,10 @@ func forEachBlock(
 /// 0x7f80_0000. So b | (b + 0x4100_0000) has its top bit set exactly when v is invalid.
 /// A valid target is 0 or 1 exactly when its v is +0.0, whose bit pattern is all zeros.
 struct BlockCheck {
+    /// b + offset carries into the top bit for every invalid v below the sign bit.
+    static let offset: UInt32 = 0x4100_0000
+    static let topBit: UInt32 = 0x8000_0000
+
     private var predBits: UInt32 = 0
     private var targetBits: UInt32 = 0
     private var softBits: UInt32 = 0
@@ -92,13 +97,13 @@ struct BlockCheck {
     mutating func add(_ p: Float, _ t: Float) {
         let vp = ((p + 0) * (1 - p)).bitPattern
         let vt = ((t + 0) * (1 - t)).bitPattern
-        predBits |= vp | (vp &+ 0x4100_0000)
-        targetBits |= vt | (vt &+ 0x4100_0000)
+        predBits |= vp | (vp &+ Self.offset)
+        targetBits |= vt | (vt &+ Self.offset)
         softBits |= vt
     }
 
-    var invalidPred: Bool { predBits & 0x8000_0000 != 0 }
-    var invalidTarget: Bool { targetBits & 0x8000_0000 != 0 }
+    var invalidPred: Bool { predBits & Self.topBit != 0 }
+    var invalidTarget: Bool { targetBits & Self.topBit != 0 }
     var softTargets: Bool { softBits != 0 }
 }
 
@@ -197,8 +202,8 @@ private struct LaneSums {
                 if checking {
                     let vp = unsafeBitCast((pv + 0) * (1 - pv), to: SIMD16<UInt32>.self)
                     let vt = unsafeBitCast((tv + 0) * (1 - tv), to: SIMD16<UInt32>.self)
-                    predBits |= vp | (vp &+ 0x4100_0000)
-                    targetBits |= vt | (vt &+ 0x4100_0000)
+                    predBits |= vp | (vp &+ BlockCheck.offset)
+                    targetBits |= vt | (vt &+ BlockCheck.offset)
                 }
                 k &+= 16
             }
@@ -209,8 +214,8 @@ private struct LaneSums {
             run &+= elementSumRunLength
         }
         if checking {
-            invalidPred = invalidPred || (predBits & 0x8000_0000) != .zero
-            invalidTarget = invalidTarget || (targetBits & 0x8000_0000) != .zero
+            invalidPred = invalidPred || (predBits & BlockCheck.topBit) != .zero
+            invalidTarget = invalidTarget || (targetBits & BlockCheck.topBit) != .zero
         }
     }
 
