@@ -75,7 +75,14 @@ typedef enum segloss_status {
     SEGLOSS_ERROR_TARGET_OUT_OF_RANGE = 5,
     /* count is so large that count * sizeof(float) bytes exceeds PTRDIFF_MAX: no buffer
      * can hold it, so the pointers cannot be valid. */
-    SEGLOSS_ERROR_COUNT_TOO_LARGE = 6
+    SEGLOSS_ERROR_COUNT_TOO_LARGE = 6,
+    /* The options of the general API are invalid: NULL, a struct_size the library does not
+     * know, an unknown enum value, a parameter out of its domain, or a combination that is
+     * not defined (see segloss_options). */
+    SEGLOSS_ERROR_INVALID_OPTIONS = 7,
+    /* The shape descriptor of the general API is invalid: an unknown dtype or mask layout,
+     * or a dtype not allowed for that input. */
+    SEGLOSS_ERROR_INVALID_SHAPE = 8
 } segloss_status;
 
 /* A static, human-readable message for a status (never NULL, never free it). An unknown
@@ -212,6 +219,204 @@ SEGLOSS_API segloss_status segloss_bce_dice_forward_backward(const float *pred,
                                                              float weight_bce, float weight_dice,
                                                              float smooth, float *loss,
                                                              float *grad_pred);
+
+/*======================================================================================
+ * The general API: every loss of the Dice/BCE family on N x C x S tensors
+ *
+ * pred, target and the optional mask are contiguous N x C x S arrays in C order: sample n,
+ * channel c, spatial position s (S is the product of the spatial sizes, H*W or D*H*W).
+ *
+ * The loss is  element_weight * E  +  region_weight * R  where
+ *
+ *   p_i   = pred_i, or sigmoid(pred_i) with SEGLOSS_INPUT_LOGITS
+ *   t_i   = target_i;  t'_i = t_i (1 - label_smoothing) + 0.5 label_smoothing (BCE only)
+ *   w_c   = pos_weight[c] (1 when pos_weight is NULL)
+ *
+ *   E, the element term (SEGLOSS_ELEMENT_BCE), mean (or sum) over valid elements of
+ *     probabilities:  e_i = -( w_c t'_i max(log p_i, -100) + (1 - t'_i) max(log(1 - p_i), -100) )
+ *                     (torch.nn.BCELoss, extended with pos_weight)
+ *     logits:         e_i = (1 - t'_i) x_i + (1 + (w_c - 1) t'_i) (log(1 + exp(-|x_i|)) + max(-x_i, 0))
+ *                     (torch.nn.BCEWithLogitsLoss: stable for every finite logit x_i)
+ *
+ *   R, the region term: per segment, from its sums over valid elements
+ *     TP = sum p t,  FP = sum p (1 - t),  FN = sum (1 - p) t,  SQ = sum (p - t)^2
+ *     the score, with n = smooth_nr, d = smooth_dr, clamped denominators max(D, denominator_min):
+ *       DICE:            (2 TP + n) / (2 TP + FP + FN + d)        = (2I + n) / (P + T + d)
+ *       DICE, squared:   (2 TP + n) / (2 TP + SQ + d)             = (2I + n) / (sum p^2 + sum t^2 + d)
+ *       JACCARD:         (TP + n) / (TP + FP + FN + d)            = (I + n) / (P + T - I + d)
+ *       JACCARD, squared:(TP + n) / (TP + SQ + d)                 = (I + n) / (sum p^2 + sum t^2 - I + d)
+ *       TVERSKY:         (TP + n) / (TP + alpha FP + beta FN + d)
+ *     the segment's loss:  1 - score, or max(1 - score, 0)^gamma for gamma != 1 (focal),
+ *                          or with log_loss  -log(max(score, log_min));
+ *     1 - score is evaluated as (D - N) / D with D - N summed from non-negative terms, so a
+ *     loss near 0 keeps its relative precision.
+ *     A segment is empty when its T = TP + FN is 0; empty_policy says what its loss is.
+ *     R = mean (or sum) over the segments of channel_weights[c] * loss_segment.
+ *
+ * Which elements one region score covers (segments):
+ *   SEGLOSS_SEGMENT_ALL             the whole tensor, 1 segment (the flat functions above)
+ *   SEGLOSS_SEGMENT_SAMPLE          each sample, N segments
+ *   SEGLOSS_SEGMENT_CHANNEL         each channel over the batch ("batch Dice"), C segments
+ *   SEGLOSS_SEGMENT_SAMPLE_CHANNEL  each sample x channel, N*C segments, in that order
+ *
+ * Masks: with mask != NULL an element is valid when its mask byte is non-zero. Invalid
+ * elements add nothing to any sum, are not range-checked (they may hold anything), count
+ * in no mean, and get gradient 0. The element mean is over valid elements; with none, E = 0.
+ *
+ * Accuracy: float32 pred is computed in float32 with the vectorized math above and summed
+ * in float per run of at most 128 elements, then in double; float64 pred is computed in
+ * double with the C library's log/exp/log1p. Results are bitwise identical for any number
+ * of worker threads. The gradient has pred's dtype; the loss is a double.
+ *====================================================================================*/
+
+/* Which form pred takes. */
+typedef enum segloss_input_kind {
+    SEGLOSS_INPUT_PROBABILITIES = 0, /* pred in [0, 1] */
+    SEGLOSS_INPUT_LOGITS = 1         /* pred finite; sigmoid applied inside; gradients w.r.t. the logits */
+} segloss_input_kind;
+
+/* The element-wise term. */
+typedef enum segloss_element_term {
+    SEGLOSS_ELEMENT_NONE = 0,
+    SEGLOSS_ELEMENT_BCE = 1
+} segloss_element_term;
+
+/* The region (overlap) term. */
+typedef enum segloss_region_term {
+    SEGLOSS_REGION_NONE = 0,
+    SEGLOSS_REGION_DICE = 1,
+    SEGLOSS_REGION_JACCARD = 2,
+    SEGLOSS_REGION_TVERSKY = 3
+} segloss_region_term;
+
+/* Which elements one region score covers. */
+typedef enum segloss_segments {
+    SEGLOSS_SEGMENT_ALL = 0,
+    SEGLOSS_SEGMENT_SAMPLE = 1,
+    SEGLOSS_SEGMENT_CHANNEL = 2,
+    SEGLOSS_SEGMENT_SAMPLE_CHANNEL = 3
+} segloss_segments;
+
+/* What the region loss of a segment whose target is empty (T = 0) is. */
+typedef enum segloss_empty_policy {
+    SEGLOSS_EMPTY_KEEP = 0,    /* the formula, as for any segment (MONAI's DiceLoss) */
+    SEGLOSS_EMPTY_ZERO = 1,    /* 0, and the segment still counts in the mean (smp's losses) */
+    SEGLOSS_EMPTY_EXCLUDE = 2  /* left out of the mean (R = 0 when every segment is empty) */
+} segloss_empty_policy;
+
+/* How the element terms and the segment losses are combined. */
+typedef enum segloss_reduction {
+    SEGLOSS_REDUCTION_MEAN = 0, /* E over valid elements, R over (counted) segments */
+    SEGLOSS_REDUCTION_SUM = 1
+} segloss_reduction;
+
+/* Element types of the arrays. */
+typedef enum segloss_dtype {
+    SEGLOSS_FLOAT32 = 0,
+    SEGLOSS_FLOAT64 = 1,
+    SEGLOSS_UINT8 = 2 /* target only: each byte 0 or 1 */
+} segloss_dtype;
+
+/* What the mask covers. */
+typedef enum segloss_mask_layout {
+    SEGLOSS_MASK_PER_ELEMENT = 0, /* N x C x S bytes, one per element */
+    SEGLOSS_MASK_PER_PIXEL = 1    /* N x S bytes, shared by the C channels of a pixel */
+} segloss_mask_layout;
+
+/* The number of sums one segment has, in this order: TP, FP, FN, SQ (as above), the sum of
+ * the element terms e_i, and the number of valid elements. */
+#define SEGLOSS_SUMS_PER_SEGMENT 6
+
+/* The options of a loss. Always start from segloss_options_init(), which sets struct_size
+ * and the seed's BCE + Dice (0.5 BCE + 0.5 Dice, smooth 1, over the whole tensor); then
+ * change what you need. Enum-valued fields are ints holding the enums above.
+ * Rules (anything else is SEGLOSS_ERROR_INVALID_OPTIONS): every double finite;
+ * weights, smoothing, alpha, beta, denominator_min >= 0; gamma > 0; log_min in (0, 1];
+ * label_smoothing in [0, 1]; squared only with DICE or JACCARD; log_loss only with gamma 1;
+ * pos_weight only with the BCE term; not both terms NONE. */
+typedef struct segloss_options {
+    size_t struct_size;       /* sizeof(segloss_options) of the caller's header */
+    int input;                /* segloss_input_kind: PROBABILITIES */
+    int element_term;         /* segloss_element_term: BCE */
+    int region_term;          /* segloss_region_term: DICE */
+    int segments;             /* segloss_segments: ALL */
+    int empty_policy;         /* segloss_empty_policy: KEEP */
+    int reduction;            /* segloss_reduction: MEAN */
+    int squared;              /* 0; 1: squared denominator (MONAI's squared_pred) */
+    int log_loss;             /* 0; 1: region loss -log(max(score, log_min)) (smp's log_loss) */
+    double element_weight;    /* 0.5 */
+    double region_weight;     /* 0.5 */
+    double smooth_nr;         /* 1: added to the score's numerator */
+    double smooth_dr;         /* 1: added to the score's denominator */
+    double alpha;             /* 0.5: Tversky weight of FP */
+    double beta;              /* 0.5: Tversky weight of FN */
+    double gamma;             /* 1: focal exponent, loss (1 - score)^gamma (for gamma != 1,
+                                 1 - score is clamped at 0 first) */
+    double denominator_min;   /* 0: the score's denominator is max(D, denominator_min) */
+    double log_min;           /* 1e-7: the score's floor in the log form */
+    double label_smoothing;   /* 0: BCE targets moved toward 0.5 by this factor */
+    const double *pos_weight;      /* NULL, or C finite values >= 0: BCE weight of t = 1 */
+    const double *channel_weights; /* NULL, or C finite values >= 0: weight of each segment's
+                                      region loss by its channel (not with ALL or SAMPLE) */
+} segloss_options;
+
+/* The layout and element types of pred, target and mask. */
+typedef struct segloss_shape {
+    size_t batch;      /* N >= 1 */
+    size_t channels;   /* C >= 1 */
+    size_t spatial;    /* S >= 1 */
+    int pred_dtype;    /* SEGLOSS_FLOAT32 or SEGLOSS_FLOAT64 (the gradient has this type) */
+    int target_dtype;  /* SEGLOSS_FLOAT32, SEGLOSS_FLOAT64 or SEGLOSS_UINT8 */
+    int mask_layout;   /* segloss_mask_layout, read only when a mask is given */
+} segloss_shape;
+
+/* Sets every field to its default (see segloss_options), struct_size included.
+ * Returns SEGLOSS_OK, or SEGLOSS_ERROR_NULL_POINTER. */
+SEGLOSS_API segloss_status segloss_options_init(segloss_options *options);
+
+/* The number of segments (region scores) of a call: 1, N, C or N*C.
+ * Returns SEGLOSS_OK, NULL_POINTER, EMPTY_INPUT (a dimension is 0), COUNT_TOO_LARGE,
+ * INVALID_OPTIONS, INVALID_SHAPE. */
+SEGLOSS_API segloss_status segloss_segment_count(const segloss_options *options,
+                                                 const segloss_shape *shape,
+                                                 size_t *segments);
+
+/* The loss.
+ *   options         the loss (see segloss_options)
+ *   shape           N, C, S and the dtypes
+ *   pred            N*C*S values of shape->pred_dtype
+ *   target          N*C*S values of shape->target_dtype
+ *   mask            NULL, or the valid-element bytes (shape->mask_layout)
+ *   loss            out: the loss
+ *   segment_scores  NULL, or out: one score per segment (the Dice, Jaccard or Tversky
+ *                   index, as defined above, empty segments included)
+ *   segment_sums    NULL, or out: SEGLOSS_SUMS_PER_SEGMENT doubles per segment
+ * Outputs are written on SEGLOSS_OK only.
+ * Returns SEGLOSS_OK, NULL_POINTER, EMPTY_INPUT, COUNT_TOO_LARGE, INVALID_OPTIONS,
+ * INVALID_SHAPE, PRED_OUT_OF_RANGE (a probability outside [0, 1], or a logit that is NaN or
+ * infinite), TARGET_OUT_OF_RANGE (outside [0, 1], NaN, or a uint8 other than 0 and 1). */
+SEGLOSS_API segloss_status segloss_forward(const segloss_options *options,
+                                           const segloss_shape *shape, const void *pred,
+                                           const void *target, const unsigned char *mask,
+                                           double *loss, double *segment_scores,
+                                           double *segment_sums);
+
+/* Writes grad_loss * d loss / d pred (w.r.t. the logits with SEGLOSS_INPUT_LOGITS) into
+ * grad_pred: N*C*S values of shape->pred_dtype, 0 where the mask is 0; grad_pred may be pred.
+ * Returns the statuses of segloss_forward, and INVALID_ARGUMENT for a non-finite grad_loss. */
+SEGLOSS_API segloss_status segloss_backward(const segloss_options *options,
+                                            const segloss_shape *shape, const void *pred,
+                                            const void *target, const unsigned char *mask,
+                                            double grad_loss, void *grad_pred);
+
+/* The loss and its gradient (grad_loss = 1) from one statistics pass and one gradient pass.
+ * Parameters as segloss_forward and segloss_backward. */
+SEGLOSS_API segloss_status segloss_forward_backward(const segloss_options *options,
+                                                    const segloss_shape *shape,
+                                                    const void *pred, const void *target,
+                                                    const unsigned char *mask, double *loss,
+                                                    void *grad_pred, double *segment_scores,
+                                                    double *segment_sums);
 
 #ifdef __cplusplus
 }
