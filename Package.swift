@@ -5,6 +5,7 @@
 //   Sources/SegLossKernels       the hot loops: statistics and gradient kernels, vector math;
 //                                compiled once per x86-64 level (the AVX2 and AVX-512 folders
 //                                are symlinks to this one) and chosen at load time
+//   Sources/SegLossKernelTypes   the values the kernels take and return, shared by every level
 //   Sources/CPUFeatures          one C function: which instruction-set level this CPU runs
 //   Sources/SegLossCore          pure Swift: the passes, the parallel driver, the losses
 //   Sources/SegLoss              the ABI: @_cdecl functions only
@@ -25,6 +26,7 @@ let kernelLevels: [(target: String, flags: [String])] = []
 let kernelTargets: [Target] = kernelLevels.map { level in
     .target(
         name: level.target,
+        dependencies: ["SegLossKernelTypes"],
         swiftSettings: [.unsafeFlags(level.flags), .define("SEGLOSS_FMA")]
     )
 }
@@ -35,11 +37,12 @@ let package = Package(
         .library(name: "segloss", type: .dynamic, targets: ["SegLoss"]),
     ],
     targets: kernelTargets + [
-        .target(name: "SegLossKernels"),
+        .target(name: "SegLossKernelTypes"),
+        .target(name: "SegLossKernels", dependencies: ["SegLossKernelTypes"]),
         .target(name: "CPUFeatures"),
         .target(
             name: "SegLossCore",
-            dependencies: ["SegLossKernels", "CPUFeatures"] + kernelLevels.map { .target(name: $0.target) }
+            dependencies: ["SegLossKernelTypes", "SegLossKernels", "CPUFeatures"] + kernelLevels.map { .target(name: $0.target) }
         ),
         // The public header as a Clang module, so the Swift exports use its types and are
         // checked against its prototypes at compile time (Sources/SegLoss/HeaderConformance.swift).

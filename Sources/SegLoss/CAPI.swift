@@ -1,5 +1,6 @@
-// CAPI — the @_cdecl functions of include/segloss.h: check arguments, call the core, map
-// the outcome to a segloss_status. No math here.
+// CAPI — the @_cdecl functions of include/segloss.h's flat API: check arguments, call the
+// core, map the outcome to a segloss_status. No math here. Each is a thin wrapper over the
+// general API's calls with the seed's options (which take the flat passes).
 import CSegLoss
 import SegLossCore
 
@@ -106,16 +107,16 @@ public func segloss_bce_dice_forward_backward(
 ) -> segloss_status {
     status { () throws(SegLossError) in
         guard let loss, let gradPred else { throw .nullPointer }
-        let (p, t) = try inputBuffers(pred, target, count)
+        let inputs = try flatInputs(pred, target, count)
         let definition = try BCEDiceLoss(weightBCE: weightBCE, weightDice: weightDice, smooth: smooth)
-        loss.pointee = try definition.forwardBackward(pred: p, target: t, into: gradPred)
+        loss.pointee = Float(try definition.general(count: count).forwardBackwardCall(inputs, into: gradPred))
     }
 }
 
 // MARK: - Plumbing shared by the entry points
 
 /// Runs `body` and maps its outcome to a status.
-private func status(_ body: () throws(SegLossError) -> Void) -> segloss_status {
+func status(_ body: () throws(SegLossError) -> Void) -> segloss_status {
     do {
         try body()
         return SEGLOSS_OK
@@ -124,16 +125,18 @@ private func status(_ body: () throws(SegLossError) -> Void) -> segloss_status {
     }
 }
 
-/// The C (pointer, count) pairs as buffers, after the checks every entry point makes in
-/// this order: NULL pointers, then count 0, then a count no buffer can have.
-private func inputBuffers(
+/// The C (pointer, count) pairs as the general API's inputs (one sample, one channel, `count`
+/// elements), after the checks every entry point makes in this order: NULL pointers, then
+/// count 0, then a count no buffer can have.
+private func flatInputs(
     _ pred: UnsafePointer<Float>?, _ target: UnsafePointer<Float>?, _ count: Int
-) throws(SegLossError) -> (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>) {
+) throws(SegLossError) -> TensorInputs {
     guard let pred, let target else { throw .nullPointer }
     guard count != 0 else { throw .emptyInput }
     // size_t arrives as Int: a count above Int.max is negative here.
     guard count > 0, count <= Int.max / MemoryLayout<Float>.stride else { throw .countTooLarge }
-    return (UnsafeBufferPointer(start: pred, count: count), UnsafeBufferPointer(start: target, count: count))
+    let shape = try TensorShape(batch: 1, channels: 1, spatial: count, predType: .float32, targetType: .float32)
+    return TensorInputs(shape: shape, pred: pred, target: target, mask: nil)
 }
 
 private func forward(
@@ -142,8 +145,8 @@ private func forward(
 ) -> segloss_status {
     status { () throws(SegLossError) in
         guard let loss else { throw .nullPointer }
-        let (p, t) = try inputBuffers(pred, target, count)
-        loss.pointee = try definition().forward(pred: p, target: t)
+        let inputs = try flatInputs(pred, target, count)
+        loss.pointee = Float(try definition().general(count: count).forwardCall(inputs))
     }
 }
 
@@ -154,7 +157,8 @@ private func backward(
 ) -> segloss_status {
     status { () throws(SegLossError) in
         guard let gradPred else { throw .nullPointer }
-        let (p, t) = try inputBuffers(pred, target, count)
-        try definition().backward(pred: p, target: t, gradLoss: gradLoss, into: gradPred)
+        let inputs = try flatInputs(pred, target, count)
+        guard gradLoss.isFinite else { throw .invalidArgument }
+        try definition().general(count: count).backwardCall(inputs, gradLoss: Double(gradLoss), into: gradPred)
     }
 }

@@ -25,4 +25,9 @@ private func checkExportsMatchHeader() {
     sameSignature(CSegLoss.segloss_bce_dice_forward, SegLoss.segloss_bce_dice_forward)
     sameSignature(CSegLoss.segloss_bce_dice_backward, SegLoss.segloss_bce_dice_backward)
     sameSignature(CSegLoss.segloss_bce_dice_forward_backward, SegLoss.segloss_bce_dice_forward_backward)
+    sameSignature(CSegLoss.segloss_options_init, SegLoss.segloss_options_init)
+    sameSignature(CSegLoss.segloss_segment_count, SegLoss.segloss_segment_count)
+    sameSignature(CSegLoss.segloss_forward, SegLoss.segloss_forward)
+    sameSignature(CSegLoss.segloss_backward, SegLoss.segloss_backward)
+    sameSignature(CSegLoss.segloss_forward_backward, SegLoss.segloss_forward_backward)
 }

@@ -10,7 +10,7 @@ enum StaticCStrings {
     nonisolated(unsafe) static let kernelName = make(KernelLevel.active.name)
 
     /// Messages for statuses 0 ... lastStatus; index lastStatus + 1 is the unknown one.
-    private static let lastStatus = 6
+    private static let lastStatus = 8
     nonisolated(unsafe) private static let statusMessages: [UnsafePointer<CChar>] = (0...lastStatus + 1).map { raw in
         raw == 0 ? make("success") : make(SegLossError(rawValue: CInt(raw)).description)
     }

@@ -67,8 +67,15 @@ public struct BCEDiceLoss: Sendable {
     public func forward(
         pred: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>
     ) throws(SegLossError) -> Float {
+        Float(try forwardValue(pred: pred, target: target))
+    }
+
+    /// The loss in double, before its rounding to float.
+    func forwardValue(
+        pred: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>
+    ) throws(SegLossError) -> Double {
         let stats = try statisticsPass(pred: pred, target: target, withElementTerm: needsElementTerm)
-        return Float(value(stats))
+        return value(stats)
     }
 
     /// Writes gradLoss · d loss / d pred into `grad` (which may be `pred`'s memory).
@@ -90,12 +97,20 @@ public struct BCEDiceLoss: Sendable {
         pred: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>,
         into grad: UnsafeMutablePointer<Float>
     ) throws(SegLossError) -> Float {
+        Float(try forwardBackwardValue(pred: pred, target: target, into: grad))
+    }
+
+    /// forwardBackward's loss in double, before its rounding to float.
+    func forwardBackwardValue(
+        pred: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>,
+        into grad: UnsafeMutablePointer<Float>
+    ) throws(SegLossError) -> Double {
         // The BCE sum comes from the gradient pass, where its logs overlap that pass's
         // memory traffic (the same bits as the statistics pass would give).
         var stats = try statisticsPass(pred: pred, target: target, withElementTerm: false)
         stats.elementSum = gradientPass(
             pred: pred, target: target, coefficients: gradientCoefficients(stats, gradLoss: 1),
             into: grad, withElementTerm: needsElementTerm)
-        return Float(value(stats))
+        return value(stats)
     }
 }

@@ -1,5 +1,6 @@
 // KernelLevel — which compiled copy of the kernels runs on this CPU, chosen once at load.
 import CPUFeatures
+import SegLossKernelTypes
 import SegLossKernels
 #if canImport(SegLossKernelsAVX2)
 import SegLossKernelsAVX2
@@ -17,26 +18,38 @@ public struct KernelLevel: Sendable {
         UnsafePointer<Float>, UnsafePointer<Float>, Int, Float, Float, Float,
         UnsafeMutablePointer<Float>, Bool
     ) -> Double
+    public typealias GeneralStatistics = @Sendable (KernelInput, ElementOptions) -> KernelSums
+    public typealias GeneralGradient = @Sendable (
+        KernelInput, ElementOptions, KernelCoefficients, UnsafeMutableRawPointer
+    ) -> Void
 
     /// "baseline", "avx2" or "avx512".
     public let name: String
     public let statistics: Statistics
     public let gradient: Gradient
+    public let generalStatistics: GeneralStatistics
+    public let generalGradient: GeneralGradient
 
     /// Every level this build has, lowest first.
     public static let compiled: [KernelLevel] = {
         var levels = [KernelLevel(
             name: "baseline", statistics: SegLossKernels.statisticsKernel,
-            gradient: SegLossKernels.gradientKernel)]
+            gradient: SegLossKernels.gradientKernel,
+            generalStatistics: SegLossKernels.generalStatisticsKernel,
+            generalGradient: SegLossKernels.generalGradientKernel)]
         #if canImport(SegLossKernelsAVX2)
         levels.append(KernelLevel(
             name: "avx2", statistics: SegLossKernelsAVX2.statisticsKernel,
-            gradient: SegLossKernelsAVX2.gradientKernel))
+            gradient: SegLossKernelsAVX2.gradientKernel,
+            generalStatistics: SegLossKernelsAVX2.generalStatisticsKernel,
+            generalGradient: SegLossKernelsAVX2.generalGradientKernel))
         #endif
         #if canImport(SegLossKernelsAVX512)
         levels.append(KernelLevel(
             name: "avx512", statistics: SegLossKernelsAVX512.statisticsKernel,
-            gradient: SegLossKernelsAVX512.gradientKernel))
+            gradient: SegLossKernelsAVX512.gradientKernel,
+            generalStatistics: SegLossKernelsAVX512.generalStatisticsKernel,
+            generalGradient: SegLossKernelsAVX512.generalGradientKernel))
         #endif
         return levels
     }()

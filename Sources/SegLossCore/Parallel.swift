@@ -60,6 +60,13 @@ struct ChunkPlan {
         self.workers = chunks < Self.minimumParallelChunks ? 1 : min(threads, chunks)
     }
 
+    /// A plan over `chunks` work items of about a chunk's elements each, made by the caller.
+    init(chunks: Int, threads: Int = WorkerThreads.count) {
+        self.count = 0
+        self.chunks = chunks
+        self.workers = chunks < Self.minimumParallelChunks ? 1 : min(threads, chunks)
+    }
+
     /// The element range of chunk `index`.
     func range(_ index: Int) -> Range<Int> {
         let start = index &* Self.chunkLength

@@ -18,6 +18,11 @@ public struct SegLossError: Error, RawRepresentable, Hashable, Sendable, CustomS
     public static let targetOutOfRange = SegLossError(rawValue: 5)
     /// The element count is larger than any buffer can be.
     public static let countTooLarge = SegLossError(rawValue: 6)
+    /// The options of the general API are invalid (unknown size or enum, a value out of its
+    /// domain, or an undefined combination).
+    public static let invalidOptions = SegLossError(rawValue: 7)
+    /// The shape descriptor of the general API is invalid (an unknown dtype or mask layout).
+    public static let invalidShape = SegLossError(rawValue: 8)
 
     /// The message `segloss_status_string` returns for this error.
     public var description: String {
@@ -29,6 +34,10 @@ public struct SegLossError: Error, RawRepresentable, Hashable, Sendable, CustomS
         case .predOutOfRange: return "all elements of pred should be between 0 and 1 (and not NaN)"
         case .targetOutOfRange: return "all elements of target should be between 0 and 1 (and not NaN)"
         case .countTooLarge: return "count is too large: count * sizeof(float) exceeds PTRDIFF_MAX"
+        case .invalidOptions:
+            return "invalid options: unknown struct_size or enum value, a parameter out of its domain, or an undefined combination"
+        case .invalidShape:
+            return "invalid shape: unknown dtype or mask layout, or a dtype not allowed for that array"
         default: return "unknown segloss status"
         }
     }

@@ -1,0 +1,305 @@
+// GeneralKernel — the statistics and gradient kernels of the general API (any dtype, logits or
+// probabilities, masks, pos_weight, label smoothing) over one run of a channel's elements.
+//
+// A run is processed in blocks of `kernelBlockLength`: the block is first staged into
+// buffers of the computation type (pred's type), masked elements replaced by zeros, then each
+// step is a plain loop over the buffers that LLVM vectorizes. Float pred is computed in float
+// with the vectorized math of VectorMath.swift; double pred in double with the C library.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import SegLossKernelTypes
+
+/// The sums of one run (`input.count` > 0). Masked elements add nothing and are not checked.
+@inline(never)
+public func generalStatisticsKernel(_ input: KernelInput, _ options: ElementOptions) -> KernelSums {
+    switch (input.predType, input.targetType) {
+    case (.float32, .float32): return runStatistics(input, options, Float.self, Float.self)
+    case (.float32, .float64): return runStatistics(input, options, Float.self, Double.self)
+    case (.float32, .uint8): return runStatistics(input, options, Float.self, UInt8.self)
+    case (.float64, .float32): return runStatistics(input, options, Double.self, Float.self)
+    case (.float64, .float64): return runStatistics(input, options, Double.self, Double.self)
+    case (.float64, .uint8): return runStatistics(input, options, Double.self, UInt8.self)
+    default:  // not a pred type: the core never passes one
+        var sums = KernelSums()
+        sums.invalidPred = true
+        return sums
+    }
+}
+
+/// Writes the gradient of one run's elements into `grad` (pred's type; may be pred itself):
+/// 0 for masked elements.
+@inline(never)
+public func generalGradientKernel(
+    _ input: KernelInput, _ options: ElementOptions, _ coefficients: KernelCoefficients,
+    _ grad: UnsafeMutableRawPointer
+) {
+    switch (input.predType, input.targetType) {
+    case (.float32, .float32): runGradient(input, options, coefficients, grad, Float.self, Float.self)
+    case (.float32, .float64): runGradient(input, options, coefficients, grad, Float.self, Double.self)
+    case (.float32, .uint8): runGradient(input, options, coefficients, grad, Float.self, UInt8.self)
+    case (.float64, .float32): runGradient(input, options, coefficients, grad, Double.self, Float.self)
+    case (.float64, .float64): runGradient(input, options, coefficients, grad, Double.self, Double.self)
+    case (.float64, .uint8): runGradient(input, options, coefficients, grad, Double.self, UInt8.self)
+    default: return
+    }
+}
+
+// MARK: - The computation type
+
+/// What the kernels need of the type they compute in: Float (vectorized approximations) or
+/// Double (the C library).
+protocol KernelReal: BinaryFloatingPoint, SIMDScalar, Codable, StoredElement {
+    static func converting(_ value: some StoredElement) -> Self
+    static func fromDouble(_ value: Double) -> Self
+    /// max(log x, -100) for x in [0, 1].
+    static func clampedLog(_ x: Self) -> Self
+    /// max(log(1 - p), -100) for p in [0, 1], without the rounding of 1 - p.
+    static func clampedLogOneMinus(_ p: Self) -> Self
+    static func exponential(_ x: Self) -> Self
+    static func logOnePlus(_ x: Self) -> Self
+    /// The lanes' sum in double.
+    static func wideSum(_ lanes: SIMD16<Self>) -> Double
+}
+
+/// A type an array of the C API holds: read without alignment, converted to Float or Double.
+protocol StoredElement {
+    var floatValue: Float { get }
+    var doubleValue: Double { get }
+}
+
+extension Float: StoredElement {
+    var floatValue: Float { self }
+    var doubleValue: Double { Double(self) }
+}
+
+extension Double: StoredElement {
+    var floatValue: Float { Float(self) }
+    var doubleValue: Double { self }
+}
+
+extension UInt8: StoredElement {
+    var floatValue: Float { Float(self) }
+    var doubleValue: Double { Double(self) }
+}
+
+extension Float: KernelReal {
+    @inline(__always) static func converting(_ value: some StoredElement) -> Float { value.floatValue }
+    @inline(__always) static func fromDouble(_ value: Double) -> Float { Float(value) }
+    @inline(__always) static func clampedLog(_ x: Float) -> Float { clampedLogApprox(x) }
+    @inline(__always) static func clampedLogOneMinus(_ p: Float) -> Float {
+        let u = 1 - p
+        return clampedLogApprox(u, remainder: (1 - u) - p)
+    }
+    @inline(__always) static func exponential(_ x: Float) -> Float { expApprox(x) }
+    @inline(__always) static func logOnePlus(_ x: Float) -> Float { log1pApprox(x) }
+    @inline(__always) static func wideSum(_ lanes: SIMD16<Float>) -> Double {
+        var sum = 0.0
+        for lane in 0..<8 { sum += Double(lanes[lane]) + Double(lanes[lane &+ 8]) }
+        return sum
+    }
+}
+
+extension Double: KernelReal {
+    @inline(__always) static func converting(_ value: some StoredElement) -> Double { value.doubleValue }
+    @inline(__always) static func fromDouble(_ value: Double) -> Double { value }
+    @inline(__always) static func clampedLog(_ x: Double) -> Double { Swift.max(log(x), -100) }
+    @inline(__always) static func clampedLogOneMinus(_ p: Double) -> Double { Swift.max(log1p(-p), -100) }
+    @inline(__always) static func exponential(_ x: Double) -> Double { exp(x) }
+    @inline(__always) static func logOnePlus(_ x: Double) -> Double { log1p(x) }
+    @inline(__always) static func wideSum(_ lanes: SIMD16<Double>) -> Double { lanes.sum() }
+}
+
+// MARK: - Staging
+
+/// The block buffers: the raw pred (logits or probabilities), p, t, the BCE target t', the
+/// valid flag (1 or 0) and the element terms, each `kernelBlockLength` values.
+private struct BlockBuffers<R: KernelReal> {
+    let raw, p, t, m, e: UnsafeMutablePointer<R>
+
+    init(_ base: UnsafeMutablePointer<R>) {
+        raw = base
+        p = base + kernelBlockLength
+        t = p + kernelBlockLength
+        m = t + kernelBlockLength
+        e = m + kernelBlockLength
+    }
+    static var capacity: Int { 5 * kernelBlockLength }
+}
+
+/// Reads elements `start ..< start + length` of the run into `raw`, `t` and `m`, with zeros
+/// for masked elements and for the padding up to `padded` (a multiple of 16).
+@inline(__always)
+private func stage<R: KernelReal, P: StoredElement, T: StoredElement>(
+    _ input: KernelInput, _ start: Int, _ length: Int, _ padded: Int, _ b: BlockBuffers<R>,
+    _: P.Type, _: T.Type
+) {
+    let pred = input.pred + start &* MemoryLayout<P>.stride
+    let target = input.target + start &* MemoryLayout<T>.stride
+    if let mask = input.mask.map({ $0 + start }) {
+        for k in 0..<length {
+            let valid = mask[k] != 0
+            let x = R.converting(pred.loadUnaligned(fromByteOffset: k &* MemoryLayout<P>.stride, as: P.self))
+            let y = R.converting(target.loadUnaligned(fromByteOffset: k &* MemoryLayout<T>.stride, as: T.self))
+            b.raw[k] = valid ? x : 0
+            b.t[k] = valid ? y : 0
+            b.m[k] = valid ? 1 : 0
+        }
+    } else {
+        for k in 0..<length {
+            b.raw[k] = R.converting(pred.loadUnaligned(fromByteOffset: k &* MemoryLayout<P>.stride, as: P.self))
+            b.t[k] = R.converting(target.loadUnaligned(fromByteOffset: k &* MemoryLayout<T>.stride, as: T.self))
+            b.m[k] = 1
+        }
+    }
+    for k in length..<padded {
+        b.raw[k] = 0
+        b.t[k] = 0
+        b.m[k] = 0
+    }
+}
+
+/// Calls `body(start, length, padded)` for each block of the run, with the block buffers.
+@inline(__always)
+private func forEachRunBlock<R: KernelReal>(
+    _ count: Int, _ body: (Int, Int, Int, BlockBuffers<R>) -> Void
+) {
+    withUnsafeTemporaryAllocation(of: R.self, capacity: BlockBuffers<R>.capacity) { storage in
+        let buffers = BlockBuffers(storage.baseAddress!)
+        var start = 0
+        while start < count {
+            let length = min(kernelBlockLength, count &- start)
+            body(start, length, (length &+ 15) & ~15, buffers)
+            start &+= length
+        }
+    }
+}
+
+// MARK: - Statistics
+
+private func runStatistics<R: KernelReal, T: StoredElement>(
+    _ input: KernelInput, _ options: ElementOptions, _: R.Type, _: T.Type
+) -> KernelSums {
+    let posWeight = R.fromDouble(options.posWeight)
+    let smoothing = R.fromDouble(options.labelSmoothing)
+    var sums = KernelSums()
+    var badPred: UInt32 = 0, badTarget: UInt32 = 0
+    forEachRunBlock(input.count) { (start, length, padded, b: BlockBuffers<R>) in
+        stage(input, start, length, padded, b, R.self, T.self)
+        for k in 0..<padded {
+            let y = b.t[k]
+            badTarget |= (y >= 0 ? 0 : 1) | (y <= 1 ? 0 : 1)
+        }
+        if options.logits {
+            for k in 0..<padded {
+                let x = b.raw[k]
+                badPred |= (x - x == 0) ? 0 : 1   // NaN for NaN and ±inf
+                let a = R.exponential(-x.magnitude)
+                let inverse = 1 / (1 + a)
+                let sigmoid = x >= 0 ? inverse : a * inverse
+                b.p[k] = b.m[k] != 0 ? sigmoid : 0
+                if options.bce {
+                    let ts = b.t[k] * (1 - smoothing) + smoothing / 2
+                    let softplus = R.logOnePlus(a) + (x < 0 ? -x : 0)
+                    let term = (1 - ts) * x + (1 + (posWeight - 1) * ts) * softplus
+                    b.e[k] = b.m[k] != 0 ? term : 0
+                } else {
+                    b.e[k] = 0
+                }
+            }
+        } else {
+            for k in 0..<padded {
+                let x = b.raw[k]
+                badPred |= (x >= 0 ? 0 : 1) | (x <= 1 ? 0 : 1)
+                b.p[k] = x
+            }
+            if options.bce {
+                for k in 0..<padded {
+                    let p = b.p[k]
+                    let ts = b.t[k] * (1 - smoothing) + smoothing / 2
+                    let term = -(posWeight * ts * R.clampedLog(p) + (1 - ts) * R.clampedLogOneMinus(p))
+                    b.e[k] = b.m[k] != 0 ? term : 0
+                }
+            } else {
+                b.e.update(repeating: 0, count: padded)
+            }
+        }
+        var tp = SIMD16<R>(), fp = SIMD16<R>(), fn = SIMD16<R>(), sq = SIMD16<R>()
+        var es = SIMD16<R>(), valid = SIMD16<R>()
+        var k = 0
+        while k < padded {
+            let p = UnsafeRawPointer(b.p + k).loadUnaligned(as: SIMD16<R>.self)
+            let t = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
+            tp += p * t
+            fp += p * (1 - t)
+            fn += (1 - p) * t
+            let d = p - t
+            sq += d * d
+            es += UnsafeRawPointer(b.e + k).loadUnaligned(as: SIMD16<R>.self)
+            valid += UnsafeRawPointer(b.m + k).loadUnaligned(as: SIMD16<R>.self)
+            k &+= 16
+        }
+        sums.truePositive += R.wideSum(tp)
+        sums.falsePositive += R.wideSum(fp)
+        sums.falseNegative += R.wideSum(fn)
+        sums.squaredError += R.wideSum(sq)
+        sums.elementSum += R.wideSum(es)
+        sums.validCount += R.wideSum(valid)
+    }
+    sums.invalidPred = badPred != 0
+    sums.invalidTarget = badTarget != 0
+    return sums
+}
+
+// MARK: - Gradient
+
+private func runGradient<R: KernelReal, T: StoredElement>(
+    _ input: KernelInput, _ options: ElementOptions, _ c: KernelCoefficients,
+    _ grad: UnsafeMutableRawPointer, _: R.Type, _: T.Type
+) {
+    let posWeight = R.fromDouble(options.posWeight)
+    let smoothing = R.fromDouble(options.labelSmoothing)
+    let targetScale = R.fromDouble(c.targetScale), offset = R.fromDouble(c.offset)
+    let predScale = R.fromDouble(c.predScale), elementScale = R.fromDouble(c.elementScale)
+    let bce = options.bce && c.elementScale != 0
+    forEachRunBlock(input.count) { (start, length, padded, b: BlockBuffers<R>) in
+        stage(input, start, length, padded, b, R.self, T.self)
+        let out = grad + start &* MemoryLayout<R>.stride
+        if options.logits {
+            for k in 0..<length {
+                let x = b.raw[k], t = b.t[k]
+                let a = R.exponential(-x.magnitude)
+                let inverse = 1 / (1 + a)
+                let sigmoid = x >= 0 ? inverse : a * inverse
+                // sigma'(x) = sigma (1 - sigma) = a / (1 + a)^2, without cancellation.
+                let slope = a * inverse * inverse
+                var g = (targetScale * t + offset + predScale * sigmoid) * slope
+                if bce {
+                    let ts = t * (1 - smoothing) + smoothing / 2
+                    g += elementScale * ((sigmoid - ts) - (posWeight - 1) * ts * (1 - sigmoid))
+                }
+                out.storeBytes(of: b.m[k] != 0 ? g : 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+            }
+        } else if bce {
+            for k in 0..<length {
+                let p = b.raw[k], t = b.t[k]
+                let ts = t * (1 - smoothing) + smoothing / 2
+                let variance = p * (1 - p)
+                let derivative = ((p - ts) - (posWeight - 1) * ts * (1 - p))
+                    / (variance > 1e-12 ? variance : 1e-12)
+                let g = targetScale * t + offset + predScale * p + elementScale * derivative
+                out.storeBytes(of: b.m[k] != 0 ? g : 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+            }
+        } else {
+            for k in 0..<length {
+                let p = b.raw[k], t = b.t[k]
+                let g = targetScale * t + offset + predScale * p
+                out.storeBytes(of: b.m[k] != 0 ? g : 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+            }
+        }
+    }
+}
