@@ -21,11 +21,12 @@ struct InfoTests {
     static let statuses: [segloss_status] = [
         SEGLOSS_OK, SEGLOSS_ERROR_NULL_POINTER, SEGLOSS_ERROR_EMPTY_INPUT, SEGLOSS_ERROR_INVALID_ARGUMENT,
         SEGLOSS_ERROR_PRED_OUT_OF_RANGE, SEGLOSS_ERROR_TARGET_OUT_OF_RANGE, SEGLOSS_ERROR_COUNT_TOO_LARGE,
+        SEGLOSS_ERROR_INVALID_OPTIONS, SEGLOSS_ERROR_INVALID_SHAPE,
     ]
 
     @Test("status values are the stable numbers of the header")
     func statusValues() {
-        #expect(Self.statuses.map(\.rawValue) == [0, 1, 2, 3, 4, 5, 6])
+        #expect(Self.statuses.map(\.rawValue) == [0, 1, 2, 3, 4, 5, 6, 7, 8])
     }
 
     @Test("every status has its own static message; unknown values share one")
@@ -43,7 +44,7 @@ struct InfoTests {
         #expect(Set(messages).count == messages.count, "two statuses share a message: \(messages)")
         #expect(messages[0] == "success")
         #expect(messages[4].contains("pred") && messages[5].contains("target"))
-        for raw: UInt32 in [7, 8, 100, 0x7FFF_FFFF, UInt32.max] {
+        for raw: UInt32 in [9, 100, 0x7FFF_FFFF, UInt32.max] {
             let unknown = SegLoss.segloss_status_string(segloss_status(rawValue: raw))
             let pointer = try #require(unknown)
             #expect(String(cString: pointer) == "unknown segloss status", "status \(raw)")

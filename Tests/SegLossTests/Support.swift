@@ -276,6 +276,8 @@ func statusName(_ status: segloss_status) -> String {
     case SEGLOSS_ERROR_PRED_OUT_OF_RANGE: return "SEGLOSS_ERROR_PRED_OUT_OF_RANGE"
     case SEGLOSS_ERROR_TARGET_OUT_OF_RANGE: return "SEGLOSS_ERROR_TARGET_OUT_OF_RANGE"
     case SEGLOSS_ERROR_COUNT_TOO_LARGE: return "SEGLOSS_ERROR_COUNT_TOO_LARGE"
+    case SEGLOSS_ERROR_INVALID_OPTIONS: return "SEGLOSS_ERROR_INVALID_OPTIONS"
+    case SEGLOSS_ERROR_INVALID_SHAPE: return "SEGLOSS_ERROR_INVALID_SHAPE"
     default: return "segloss_status(\(status.rawValue))"
     }
 }

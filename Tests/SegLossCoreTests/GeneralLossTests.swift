@@ -1,0 +1,296 @@
+// GeneralLossTests — the general API's engine: bitwise independence of the thread count for
+// every kind of work split, the seed's flat path against the general passes, the float64
+// gradient against finite differences of the forward, masks, and the kernel levels.
+import Foundation
+import SegLossCore
+import SegLossKernelTypes
+import Testing
+
+/// A loss, a shape and the inputs' kinds, for parameterized tests.
+struct GeneralCase: Sendable, CustomTestStringConvertible {
+    enum Mask: Sendable { case none, perElement, perPixel }
+
+    var name: String
+    var options: LossOptions
+    var batch: Int
+    var channels: Int
+    var spatial: Int
+    var predType: ElementType = .float32
+    var targetType: ElementType = .float32
+    var mask: Mask = .none
+    var softTargets = false
+
+    var testDescription: String { name }
+
+    var shape: TensorShape {
+        try! TensorShape(
+            batch: batch, channels: channels, spatial: spatial, predType: predType,
+            targetType: targetType, maskPerPixel: mask == .perPixel)
+    }
+}
+
+/// The raw bytes of a case's pred, target and mask, made from xorshift32. Logits lie in
+/// [-8, 8], probabilities in [0, 1) with a few exact 0 and 1, targets 0/1 (about 30 % ones;
+/// whole channels empty in sample 0, channel 0) or soft, and about a quarter of a mask is 0.
+/// Masked elements hold NaN (pred) and 7 (target): they must not matter.
+struct GeneralInputs {
+    var pred: [UInt8]
+    var target: [UInt8]
+    var mask: [UInt8]?
+
+    init(_ c: GeneralCase, seed: UInt32 = 12345) {
+        var rng = XorShift32(seed: seed)
+        let count = c.batch * c.channels * c.spatial
+        var predValues = [Double](repeating: 0, count: count)
+        var targetValues = [Double](repeating: 0, count: count)
+        var maskValues: [UInt8]? = c.mask == .none ? nil
+            : [UInt8](repeating: 1, count: c.mask == .perPixel ? c.batch * c.spatial : count)
+        if var m = maskValues {
+            for i in m.indices { m[i] = rng.unit() < 0.25 ? 0 : 1 }
+            maskValues = m
+        }
+        for i in 0..<count {
+            let u = Double(rng.unit())
+            predValues[i] = c.options.logits ? 16 * u - 8 : (i % 997 == 0 ? Double(i % 2) : u)
+            let v = Double(rng.unit())
+            let run = i / c.spatial
+            let emptyRun = run == 0
+            targetValues[i] = emptyRun ? 0 : (c.softTargets && c.targetType != .uint8 ? v : (v < 0.3 ? 1 : 0))
+            if let m = maskValues {
+                let sample = run / c.channels, position = i % c.spatial
+                let valid = m[c.mask == .perPixel ? sample * c.spatial + position : i] != 0
+                if !valid {
+                    predValues[i] = .nan
+                    targetValues[i] = 7
+                }
+            }
+        }
+        pred = Self.encode(predValues, c.predType)
+        target = Self.encode(targetValues, c.targetType)
+        mask = maskValues
+    }
+
+    static func encode(_ values: [Double], _ type: ElementType) -> [UInt8] {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(values.count * type.size)
+        for value in values {
+            switch type {
+            case .float32: withUnsafeBytes(of: Float(value)) { bytes.append(contentsOf: $0) }
+            case .float64: withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) }
+            case .uint8: bytes.append(value.isNaN ? 0 : UInt8(value))
+            }
+        }
+        return bytes
+    }
+
+    /// Calls `body` with the inputs as the core takes them.
+    func with<R>(_ shape: TensorShape, _ body: (TensorInputs) throws -> R) rethrows -> R {
+        try pred.withUnsafeBytes { p in
+            try target.withUnsafeBytes { t in
+                if let mask {
+                    return try mask.withUnsafeBufferPointer { m in
+                        try body(TensorInputs(shape: shape, pred: p.baseAddress!, target: t.baseAddress!, mask: m.baseAddress!))
+                    }
+                }
+                return try body(TensorInputs(shape: shape, pred: p.baseAddress!, target: t.baseAddress!, mask: nil))
+            }
+        }
+    }
+}
+
+/// Everything a call returns, as bits.
+struct GeneralResult: Equatable {
+    var loss: UInt64
+    var scores: [UInt64]
+    var sums: [UInt64]
+    var grad: [UInt8]
+}
+
+func runGeneral(
+    _ c: GeneralCase, _ inputs: GeneralInputs, level: KernelLevel = .active, threads: Int,
+    allowsSeedPath: Bool = false
+) throws -> GeneralResult {
+    let loss = try GeneralLoss(
+        options: c.options, shape: c.shape, level: level, threads: threads, allowsSeedPath: allowsSeedPath)
+    var scores = [Double](repeating: 0, count: loss.segmentCount)
+    var sums = [Double](repeating: 0, count: loss.segmentCount * GeneralLoss.sumsPerSegment)
+    var grad = [UInt8](repeating: 0xAB, count: inputs.pred.count)
+    let value = try inputs.with(c.shape) { x in
+        try grad.withUnsafeMutableBytes { g in
+            try loss.forwardBackwardCall(x, into: g.baseAddress!, scores: &scores, sums: &sums)
+        }
+    }
+    return GeneralResult(
+        loss: value.bitPattern, scores: scores.map(\.bitPattern), sums: sums.map(\.bitPattern), grad: grad)
+}
+
+let generalCases: [GeneralCase] = {
+    var cases = [GeneralCase]()
+    var o = LossOptions()
+    o.logits = true
+    o.segments = .channel
+    o.posWeight = [2, 0.5, 1]
+    o.channelWeights = [1, 2, 0.5]
+    cases.append(GeneralCase(name: "logits, batch Dice, pos_weight, per-pixel mask, uint8 target, short runs",
+                             options: o, batch: 40, channels: 3, spatial: 700, targetType: .uint8, mask: .perPixel))
+    o = LossOptions()
+    o.segments = .sampleChannel
+    o.region = .jaccard
+    o.squared = true
+    o.emptyPolicy = .exclude
+    o.labelSmoothing = 0.1
+    cases.append(GeneralCase(name: "Jaccard squared, sample x channel, long runs, float64 target, soft",
+                             options: o, batch: 2, channels: 2, spatial: 40_000, targetType: .float64,
+                             softTargets: true))
+    o = LossOptions()
+    o.segments = .sample
+    o.region = .tversky
+    o.alpha = 0.7
+    o.beta = 0.3
+    o.gamma = 0.75
+    o.emptyPolicy = .zero
+    o.reduction = .sum
+    cases.append(GeneralCase(name: "focal Tversky, per sample, sum, per-element mask",
+                             options: o, batch: 5, channels: 4, spatial: 9_000, mask: .perElement))
+    o = LossOptions()
+    o.logLoss = true
+    o.denominatorMin = 1e-7
+    o.segments = .all
+    cases.append(GeneralCase(name: "log Dice, whole tensor, one element per run (grouped spans)",
+                             options: o, batch: 150_000, channels: 1, spatial: 1))
+    o = LossOptions()
+    o.logits = true
+    o.segments = .sampleChannel
+    o.smoothNr = 1e-5
+    o.smoothDr = 1e-5
+    cases.append(GeneralCase(name: "logits float64, sample x channel, tiny runs over many channels",
+                             options: o, batch: 3, channels: 7_000, spatial: 5, predType: .float64))
+    return cases
+}()
+
+@Suite struct GeneralLossTests {
+    @Test(arguments: generalCases)
+    func threadCountDoesNotChangeBits(_ c: GeneralCase) throws {
+        let inputs = GeneralInputs(c)
+        let single = try runGeneral(c, inputs, threads: 1)
+        #expect(!Double(bitPattern: single.loss).isNaN)
+        for threads in [2, 3, 8, 16] {
+            #expect(try runGeneral(c, inputs, threads: threads) == single, "threads \(threads)")
+        }
+    }
+
+    @Test(arguments: generalCases)
+    func levelsAgree(_ c: GeneralCase) throws {
+        let inputs = GeneralInputs(c)
+        let reference = try runGeneral(c, inputs, level: runnableLevels[0], threads: 2)
+        let expected = Double(bitPattern: reference.loss)
+        for level in runnableLevels.dropFirst() {
+            let loss = Double(bitPattern: try runGeneral(c, inputs, level: level, threads: 2).loss)
+            #expect(abs(loss - expected) <= 1e-6 * abs(expected), "\(level.name)")
+        }
+    }
+
+    /// The seed's loss through the flat passes and through the general ones.
+    @Test(arguments: [1, 1000, 100_003])
+    func seedPathMatchesGeneralPasses(count: Int) throws {
+        let c = GeneralCase(name: "seed", options: LossOptions(), batch: 1, channels: 1, spatial: count,
+                            softTargets: true)
+        let inputs = GeneralInputs(c, seed: 99)
+        let threads = WorkerThreads.count
+        let flat = try runGeneralLossOnly(c, inputs, allowsSeedPath: true, threads: threads)
+        let general = try runGeneralLossOnly(c, inputs, allowsSeedPath: false, threads: threads)
+        #expect(abs(flat.loss - general.loss) <= 1e-6 * abs(general.loss))
+        let scale = general.grad.map { abs($0) }.max()!
+        for i in general.grad.indices {
+            #expect(abs(flat.grad[i] - general.grad[i]) <= 1e-5 * abs(general.grad[i]) + 1e-6 * scale, "element \(i)")
+        }
+    }
+
+    /// d loss / d pred of float64 inputs against central differences of the forward.
+    @Test(arguments: gradientCases)
+    func float64GradientMatchesFiniteDifferences(_ c: GeneralCase) throws {
+        let inputs = GeneralInputs(c, seed: 7)
+        let loss = try GeneralLoss(options: c.options, shape: c.shape, threads: 1)
+        var grad = [Double](repeating: 0, count: c.batch * c.channels * c.spatial)
+        _ = try inputs.with(c.shape) { x in
+            try grad.withUnsafeMutableBytes { try loss.backwardCall(x, gradLoss: 1.5, into: $0.baseAddress!) }
+        }
+        var pred = inputs.pred.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
+        func forward(_ values: [Double]) throws -> Double {
+            var shifted = inputs
+            shifted.pred = GeneralInputs.encode(values, .float64)
+            return try shifted.with(c.shape) { try loss.forwardCall($0) }
+        }
+        // Probabilities of exactly 0 or 1 sit on BCE's clamps, where the loss has no derivative.
+        for i in stride(from: 1, to: pred.count, by: max(1, pred.count / 23))
+        where !pred[i].isNaN && (c.options.logits || (pred[i] > 0 && pred[i] < 1)) {
+            let x = pred[i]
+            let h = 1e-6 * max(1, abs(x))
+            pred[i] = c.options.logits ? x + h : min(x + h, 1)
+            let up = try forward(pred), upStep = pred[i] - x
+            pred[i] = c.options.logits ? x - h : max(x - h, 0)
+            let down = try forward(pred), downStep = x - pred[i]
+            pred[i] = x
+            let difference = 1.5 * (up - down) / (upStep + downStep)
+            #expect(abs(difference - grad[i]) <= 2e-5 * abs(grad[i]) + 1e-8, "element \(i): \(difference) vs \(grad[i])")
+        }
+    }
+
+    /// Masked elements (NaN pred, target 7 in these inputs) change nothing and get gradient 0;
+    /// zeroing them instead gives the same bits.
+    @Test func maskedElementsAreIgnored() throws {
+        var o = LossOptions()
+        o.logits = true
+        o.segments = .sampleChannel
+        let c = GeneralCase(name: "mask", options: o, batch: 3, channels: 2, spatial: 3000, mask: .perElement)
+        let inputs = GeneralInputs(c)
+        let result = try runGeneral(c, inputs, threads: 2)
+        var zeroed = inputs
+        var pred = inputs.pred.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        var target = inputs.target.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        for i in pred.indices where inputs.mask![i] == 0 {
+            pred[i] = 0
+            target[i] = 0
+        }
+        zeroed.pred = GeneralInputs.encode(pred.map(Double.init), .float32)
+        zeroed.target = GeneralInputs.encode(target.map(Double.init), .float32)
+        #expect(try runGeneral(c, zeroed, threads: 2) == result)
+        let grad = result.grad.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        for i in grad.indices where inputs.mask![i] == 0 { #expect(grad[i].bitPattern == 0) }
+    }
+}
+
+let gradientCases: [GeneralCase] = {
+    func make(_ name: String, _ change: (inout LossOptions) -> Void, mask: GeneralCase.Mask = .none) -> GeneralCase {
+        var o = LossOptions()
+        change(&o)
+        return GeneralCase(name: name, options: o, batch: 2, channels: 3, spatial: 40, predType: .float64,
+                           mask: mask, softTargets: true)
+    }
+    return [
+        make("seed") { _ in },
+        make("logits, pos_weight, label smoothing, batch Dice") {
+            $0.logits = true; $0.segments = .channel; $0.posWeight = [3, 1, 0.25]; $0.labelSmoothing = 0.2
+        },
+        make("squared Dice per sample x channel, channel weights") {
+            $0.squared = true; $0.segments = .sampleChannel; $0.channelWeights = [1, 0.5, 2]
+        },
+        make("Jaccard per sample, masked", { $0.region = .jaccard; $0.segments = .sample }, mask: .perPixel),
+        make("focal Tversky") { $0.region = .tversky; $0.alpha = 0.3; $0.beta = 0.7; $0.gamma = 1.5 },
+        make("log Dice, sum") { $0.logLoss = true; $0.reduction = .sum; $0.segments = .sampleChannel },
+        make("logits Dice only, exclude empty") {
+            $0.logits = true; $0.bce = false; $0.emptyPolicy = .exclude; $0.segments = .sampleChannel
+        },
+    ]
+}()
+
+private func runGeneralLossOnly(
+    _ c: GeneralCase, _ inputs: GeneralInputs, allowsSeedPath: Bool, threads: Int
+) throws -> (loss: Double, grad: [Float]) {
+    let loss = try GeneralLoss(options: c.options, shape: c.shape, threads: threads, allowsSeedPath: allowsSeedPath)
+    var grad = [Float](repeating: 0, count: c.spatial)
+    let value = try inputs.with(c.shape) { x in
+        try grad.withUnsafeMutableBytes { try loss.forwardBackwardCall(x, into: $0.baseAddress!) }
+    }
+    return (value, grad)
+}
