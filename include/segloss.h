@@ -250,6 +250,8 @@ SEGLOSS_API segloss_status segloss_bce_dice_forward_backward(const float *pred,
  *                          or with log_loss  -log(max(score, log_min));
  *     1 - score is evaluated as (D - N) / D with D - N summed from non-negative terms, so a
  *     loss near 0 keeps its relative precision.
+ *     Where a clamp (denominator_min, log_min, the 0 of the focal form) is active, the
+ *     loss does not depend on what it clamps: the gradient through it is 0.
  *     A segment is empty when its T = TP + FN is 0; empty_policy says what its loss is.
  *     R = mean (or sum) over the segments of channel_weights[c] * loss_segment.
  *
@@ -324,7 +326,8 @@ typedef enum segloss_mask_layout {
 } segloss_mask_layout;
 
 /* The number of sums one segment has, in this order: TP, FP, FN, SQ (as above), the sum of
- * the element terms e_i, and the number of valid elements. */
+ * the element terms e_i (0 when the element term is NONE or its weight 0: it is then not
+ * computed), and the number of valid elements. */
 #define SEGLOSS_SUMS_PER_SEGMENT 6
 
 /* The options of a loss. Always start from segloss_options_init(), which sets struct_size
@@ -389,7 +392,8 @@ SEGLOSS_API segloss_status segloss_segment_count(const segloss_options *options,
  *   mask            NULL, or the valid-element bytes (shape->mask_layout)
  *   loss            out: the loss
  *   segment_scores  NULL, or out: one score per segment (the Dice, Jaccard or Tversky
- *                   index, as defined above, empty segments included)
+ *                   index, as defined above, empty segments included; the Dice index
+ *                   with REGION_NONE)
  *   segment_sums    NULL, or out: SEGLOSS_SUMS_PER_SEGMENT doubles per segment
  * Outputs are written on SEGLOSS_OK only.
  * Returns SEGLOSS_OK, NULL_POINTER, EMPTY_INPUT, COUNT_TOO_LARGE, INVALID_OPTIONS,
