@@ -8,6 +8,11 @@ arrays, computed by libsegloss.so.
     >>> round(loss, 6)
     0.152664
 
+The general API — probabilities or logits, BCE and/or Dice, Jaccard or Tversky, per
+sample, channel or sample x channel, with masks — is segloss.loss, segloss.loss_grad and
+segloss.loss_and_grad with a segloss.Options (see segloss._general), e.g. the per-class
+Dice + BCE of logits, segloss.loss(logits, target, input="logits", segments="channel").
+
 PyTorch modules with autograd are in segloss.torch.
 """
 from ._api import (
@@ -23,11 +28,14 @@ from ._api import (
     set_num_threads,
     version,
 )
-from ._library import SegLossError, Status
+from ._general import Options, loss, loss_and_grad, loss_grad
+from ._library import GeneralAPIUnavailable, SegLossError, Status
 
 __version__: str = version()
 
 __all__ = [
+    "GeneralAPIUnavailable",
+    "Options",
     "SegLossError",
     "Status",
     "__version__",
@@ -40,5 +48,8 @@ __all__ = [
     "dice_loss_backward",
     "get_num_threads",
     "kernel_name",
+    "loss",
+    "loss_and_grad",
+    "loss_grad",
     "set_num_threads",
 ]
