@@ -20,6 +20,10 @@ differentiable with respect to target, so a target that requires grad is an erro
 (detach it). float32 tensors are used without a copy; other dtypes are converted to
 float32 for the computation, and the loss (a 0-d tensor) and the gradient come back in
 pred's dtype.
+
+SegLoss is the general loss (segloss.Options: logits or probabilities, BCE and/or Dice,
+Jaccard, Tversky, per sample, channel or sample x channel, masks), computed in the input's
+own precision, float32 or float64; see its docstring.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ except ImportError as error:
         "segloss.torch needs PyTorch, which is not installed (pip install torch); the numpy "
         "API, segloss.dice_loss and the others, works without it") from error
 
-from . import _api
+from . import _api, _general
 
 
 def _array(name: str, tensor: torch.Tensor):
@@ -127,3 +131,120 @@ class BCEDiceLoss(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"weight_bce={self.weight_bce}, weight_dice={self.weight_dice}, smooth={self.smooth}"
+
+
+# --- the general loss ------------------------------------------------------------------------
+
+_COMPUTED_DTYPES = (torch.float32, torch.float64)
+
+
+def _general_array(name: str, tensor: torch.Tensor, float_dtype: torch.dtype):
+    """The tensor's data as a numpy array for the general numpy API: a view when its dtype
+    is one the library reads (float32, float64, uint8, bool; integers are converted by
+    the numpy API), else converted to `float_dtype`."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.device.type != "cpu":
+        raise ValueError(f"segloss computes on the CPU only; {name} is on device "
+                         f"'{tensor.device}' (move it with .cpu())")
+    if tensor.is_complex():
+        raise TypeError(f"{name} has dtype {tensor.dtype}; expected real numbers")
+    tensor = tensor.detach()
+    if tensor.is_floating_point() and tensor.dtype not in _COMPUTED_DTYPES:
+        tensor = tensor.to(float_dtype)  # float16, bfloat16: numpy has no bfloat16
+    return tensor.resolve_neg().numpy()
+
+
+class _GeneralLoss(torch.autograd.Function):
+    """The autograd node of SegLoss: forward computes the loss, its gradient and the segment
+    scores with one fused segloss_forward_backward call and saves the gradient; backward
+    returns it times the upstream gradient (no second pass over the data)."""
+
+    @staticmethod
+    def forward(ctx, input: torch.Tensor, p, t, m, options, segments: list) -> torch.Tensor:
+        value, grad, scores, sums = _general.loss_and_grad(p, t, m, options=options,
+                                                           return_segments=True)
+        segments[:] = scores, sums
+        ctx.save_for_backward(torch.from_numpy(grad).to(input.dtype))
+        return torch.tensor(value, dtype=input.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_output, None, None, None, None, None
+
+
+class SegLoss(torch.nn.Module):
+    """The general segmentation loss, element_weight * BCE + region_weight * (1 - score),
+    with every option of segloss.Options (include/segloss.h has the formulas):
+
+        SegLoss()                                   # the seed's 0.5 BCE + 0.5 Dice
+        SegLoss(input="logits", segments="channel") # on logits, one Dice per class
+        SegLoss(input="logits", element_term="none", region_weight=1.0,
+                region_term="tversky", alpha=0.3, beta=0.7, gamma=0.75)  # focal Tversky
+        SegLoss(options)                            # a segloss.Options, with keyword
+                                                    # arguments changing it
+
+    forward(input, target, mask=None) -> a 0-d tensor of input's dtype.
+      input   probabilities, or logits with input="logits", of shape (N, C, *spatial)
+              (N x C x H x W, N x C x D x H x W, ...; (N, C) and (S,) work too); float32 or
+              float64, computed in that precision (float16 and bfloat16 in float32)
+      target  input's shape; float32, float64, uint8 or bool used as they are, other
+              integers converted; not differentiable: a target that requires grad is an
+              error (detach it)
+      mask    None, or bool/uint8 of input's shape (per element) or (N, 1, *spatial) (per
+              pixel); elements where it is 0 count nowhere and get gradient 0
+    Tensors must be on the CPU.
+
+    When input requires grad (and grad mode is on), the forward computes the loss and its
+    gradient in one fused call and saves the gradient; backward multiplies it by the
+    upstream gradient, so a second backward through the same graph raises torch's usual
+    error. Otherwise only the loss is computed.
+
+    Per-segment scores. Every forward also stores, detached and without a second pass,
+      last_segment_scores  float64 tensor of shape (segments,): the region score (Dice,
+                           Jaccard or Tversky index) of each segment — 1 for "all", N for
+                           "sample", C for "channel", N*C sample-major for
+                           "sample_channel" (reshape(N, C)); empty segments included
+      last_segment_sums    float64 tensor of shape (segments, 6): TP, FP, FN, SQ, the sum
+                           of the element terms and the number of valid elements
+    (None before the first call). So a training loop logs the per-class Dice of a batch:
+
+        criterion = SegLoss(input="logits", segments="channel")
+        loss = criterion(logits, target)
+        loss.backward()
+        per_class_dice = criterion.last_segment_scores   # C values
+
+    Invalid options raise segloss.SegLossError (status ERROR_INVALID_OPTIONS) here, when
+    the module is made.
+    """
+
+    def __init__(self, options: _general.Options | None = None, **option_kwargs) -> None:
+        super().__init__()
+        self.options = _general._resolve(options, option_kwargs)
+        self.last_segment_scores: torch.Tensor | None = None
+        self.last_segment_sums: torch.Tensor | None = None
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        _check_target(target)
+        p = _general_array("input", input, torch.float32)
+        if input.dtype not in _COMPUTED_DTYPES and not input.is_floating_point():
+            raise TypeError(f"input has dtype {input.dtype}; expected a floating-point tensor")
+        float_dtype = input.dtype if input.dtype in _COMPUTED_DTYPES else torch.float32
+        t = _general_array("target", target, float_dtype)
+        m = None if mask is None else _general_array("mask", mask, float_dtype)
+        if torch.is_grad_enabled() and input.requires_grad:
+            segments: list = []
+            loss = _GeneralLoss.apply(input, p, t, m, self.options, segments)
+            scores, sums = segments
+        else:
+            value, scores, sums = _general.loss(p, t, m, options=self.options,
+                                                return_segments=True)
+            loss = torch.tensor(value, dtype=input.dtype)
+        self.last_segment_scores = torch.from_numpy(scores)
+        self.last_segment_sums = torch.from_numpy(sums)
+        return loss
+
+    def extra_repr(self) -> str:
+        return repr(self.options)[len("Options("):-1]
