@@ -462,6 +462,30 @@ def test_segment_outputs(segments, shape):
 
 
 @needs_general_api
+@pytest.mark.parametrize("element_term, element_weight", [("bce", 0.0), ("none", 0.5)])
+def test_the_element_sums_are_0_when_the_term_is_left_out(element_term, element_weight):
+    """segloss.h: the E column is 0 when the element term is NONE or its weight 0."""
+    p, t, _ = cases.inputs((2, 3, 4), seed=27)
+    for function in (segloss.loss, segloss.loss_and_grad):
+        sums = function(p, t, segments="sample_channel", element_term=element_term,
+                        element_weight=element_weight, region_weight=1.0, return_segments=True)[-1]
+        assert not np.any(sums[:, 4]) and np.all(sums[:, 5] == 4)
+
+
+@needs_general_api
+@pytest.mark.parametrize("kwargs", [{}, {"smooth_nr": 0.25, "smooth_dr": 2.0},
+                                    {"denominator_min": 30.0}, {"alpha": 0.1, "beta": 0.9}])
+def test_scores_with_region_none_are_the_dice_index(kwargs):
+    """segloss.h: with REGION_NONE, segment_scores holds the Dice index."""
+    p, t, _ = cases.inputs((2, 3, 4, 4), seed=28, input_kind="logits")
+    o = Options(input="logits", region_term="none", segments="sample_channel", **kwargs)
+    _, scores, sums = segloss.loss(p, t, options=o, return_segments=True)
+    tp, fp, fn = sums[:, 0], sums[:, 1], sums[:, 2]
+    dice = (2 * tp + o.smooth_nr) / np.maximum(2 * tp + fp + fn + o.smooth_dr, o.denominator_min)
+    np.testing.assert_allclose(scores, dice, rtol=1e-12)
+
+
+@needs_general_api
 @pytest.mark.parametrize("name", cases.CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_three_functions_agree_bitwise(name, dtype):

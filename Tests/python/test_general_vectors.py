@@ -110,11 +110,12 @@ def sums_atol(pred, expected_sums):
 
 
 # The sums' column E with element_weight 0: the reference (and so the vectors) sum the element
-# terms whenever element_term is BCE; the library writes 0, leaving the term out entirely. The
-# header says only "the sum of the element terms e_i": reported, not decided here.
+# terms whenever element_term is BCE; the library writes 0, leaving the term out entirely, as
+# segloss.h says since d59d3d6 ("0 when the element term is NONE or its weight 0"). The vectors
+# are to be regenerated; test_general_api checks the header's rule on its own.
 E_WITH_WEIGHT_0 = pytest.mark.xfail(
-    reason="library writes E = 0 in segment_sums when element_weight is 0; the vectors hold the "
-           "sum of the element terms (the header does not say which)", strict=False)
+    reason="general_vectors.json holds the sum of the element terms in segment_sums' E column "
+           "with element_weight 0; segloss.h (and the library) say 0 there", strict=False)
 
 
 def case_params():
