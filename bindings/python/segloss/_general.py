@@ -242,11 +242,14 @@ def _check_rules(o: Options) -> None:
         raise _invalid("element_term and region_term are both 'none': there is no loss")
 
 
+_DEFAULT_OPTIONS = Options()
+
+
 def _resolve(options: Options | Mapping | None, changes: dict) -> Options:
     """The options of a call: `options` (an Options, a mapping of its fields, or None for
     the defaults) with the keyword arguments `changes` applied."""
     if options is None:
-        return Options(**changes)
+        return Options(**changes) if changes else _DEFAULT_OPTIONS
     if isinstance(options, Mapping):
         return Options(**{**options, **changes})
     if not isinstance(options, Options):
@@ -314,6 +317,8 @@ def _pred_array(pred: ArrayLike) -> np.ndarray:
 
 
 def _target_array(target: ArrayLike, pred_dtype: np.dtype) -> np.ndarray:
+    if type(target) is np.ndarray and target.dtype in _TARGET_DTYPES and target.flags.carray:
+        return target
     array = _as_array("target", target)
     if array.dtype == _BOOL:
         return _require("target", array, _BOOL).view(_UINT8)
