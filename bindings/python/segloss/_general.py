@@ -58,7 +58,7 @@ import dataclasses
 import functools
 import math
 from ctypes import byref, c_double, c_size_t
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -289,7 +289,7 @@ def _options_struct(options: Options, channels: int) -> tuple[OptionsStruct, tup
 # --- arrays ----------------------------------------------------------------------------------
 
 
-def _require(name: str, array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def _require(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """`array` as a C-contiguous, aligned array of `dtype` (native byte order): itself
     when it already is one."""
     if not dtype.isnative:
@@ -313,7 +313,7 @@ def _pred_array(pred: ArrayLike) -> np.ndarray:
     if array.dtype.type not in (np.float32, np.float64):
         raise TypeError(f"pred has dtype {array.dtype}; expected float32 or float64 (convert "
                         f"it, e.g. pred.astype(numpy.float32))")
-    return _require("pred", array, array.dtype)
+    return _require(array, array.dtype)
 
 
 def _target_array(target: ArrayLike, pred_dtype: np.dtype) -> np.ndarray:
@@ -321,20 +321,18 @@ def _target_array(target: ArrayLike, pred_dtype: np.dtype) -> np.ndarray:
         return target
     array = _as_array("target", target)
     if array.dtype == _BOOL:
-        return _require("target", array, _BOOL).view(_UINT8)
+        return _require(array, _BOOL).view(_UINT8)
     if array.dtype.type in (np.float32, np.float64, np.uint8):
-        return _require("target", array, array.dtype)
-    return _require("target", array, pred_dtype)  # other integers, float16: as pred's dtype
+        return _require(array, array.dtype)
+    return _require(array, pred_dtype)  # other integers, float16: as pred's dtype
 
 
 def _mask_array(mask: ArrayLike) -> np.ndarray:
-    if mask is None:
-        raise TypeError("mask is None")  # not reached: callers test for None first
     array = mask if type(mask) is np.ndarray else np.asarray(mask)
     if array.dtype == _BOOL:
-        return _require("mask", array, _BOOL).view(_UINT8)
+        return _require(array, _BOOL).view(_UINT8)
     if array.dtype == _UINT8:
-        return _require("mask", array, _UINT8)
+        return _require(array, _UINT8)
     raise TypeError(f"mask has dtype {array.dtype}; expected bool or uint8")
 
 
