@@ -8,6 +8,9 @@
  *       for every COUNT, hard and soft targets, 1 thread and all threads: the floor,
  *       segloss_bce_dice_forward, _backward and _forward_backward, each timed call by call
  *       (warm-up, then repetitions for about BUDGET_SECONDS), median and min per call
+ *   bench_segloss general BUDGET_SECONDS COUNT...
+ *       the general API's fused segloss_forward_backward in three cases (logits; batch Dice
+ *       per channel; logits with a uint8 target and a mask) next to the floor, all threads
  *   bench_segloss call BUDGET_SECONDS COUNT THREADS
  *       only segloss_bce_dice_forward_backward, hard targets (the cost of a bare C call on
  *       small arrays, next to the Python binding's)
@@ -243,6 +246,101 @@ static int cmd_time(int argc, char **argv)
     return 0;
 }
 
+/*---------------------------------------------------------------------- general API */
+
+/* The general API's cases, each a fused segloss_forward_backward on batch 2 x 4 channels x
+ * COUNT/8 pixels, float32, hard targets:
+ *   logits       BCE-with-logits + Dice of sigmoid(logits) over the whole tensor
+ *   per_channel  probabilities, BCE + Dice of each channel over the batch (batch Dice)
+ *   logits_uint8_mask  logits, per sample x channel Dice, uint8 target, per-pixel mask */
+enum { GENERAL_CASES = 3 };
+static const char *const general_names[GENERAL_CASES] = {"logits", "per_channel",
+                                                         "logits_uint8_mask"};
+
+static void general_setup(int which, size_t n, segloss_options *o, segloss_shape *shape)
+{
+    segloss_options_init(o);
+    shape->batch = 2;
+    shape->channels = 4;
+    shape->spatial = n / 8;
+    shape->pred_dtype = SEGLOSS_FLOAT32;
+    shape->target_dtype = which == 2 ? SEGLOSS_UINT8 : SEGLOSS_FLOAT32;
+    shape->mask_layout = SEGLOSS_MASK_PER_PIXEL;
+    o->input = which == 1 ? SEGLOSS_INPUT_PROBABILITIES : SEGLOSS_INPUT_LOGITS;
+    o->segments = which == 0 ? SEGLOSS_SEGMENT_ALL
+                  : which == 1 ? SEGLOSS_SEGMENT_CHANNEL : SEGLOSS_SEGMENT_SAMPLE_CHANNEL;
+}
+
+/* Times the floor and each general case, interleaved call by call, with all threads. */
+static int cmd_general(int argc, char **argv)
+{
+    double budget = atof(argv[0]);
+    int threads = default_threads();
+    for (int i = 1; i < argc; i++) {
+        size_t n = (size_t)strtoull(argv[i], NULL, 10) / 8 * 8;
+        float *pred = alloc_floats(n), *hard = alloc_floats(n), *logits = alloc_floats(n);
+        float *grad = alloc_floats(n);
+        unsigned char *hard8 = malloc(n), *mask = malloc(n / 4);
+        double *samples = malloc((GENERAL_CASES + 1) * MAX_REPS * sizeof(double));
+        if (!hard8 || !mask || !samples || n == 0) return 1;
+        fill_inputs(pred, hard, NULL, n);
+        for (size_t k = 0; k < n; k++) {
+            logits[k] = 16.0f * pred[k] - 8.0f;
+            hard8[k] = (unsigned char)hard[k];
+        }
+        for (size_t k = 0; k < n / 4; k++) mask[k] = (hash(4, k) & 15) != 0; /* 1/16 ignored */
+        memset(grad, 0, n * sizeof(float));
+        segloss_options o[GENERAL_CASES];
+        segloss_shape shape[GENERAL_CASES];
+        for (int c = 0; c < GENERAL_CASES; c++) general_setup(c, n, &o[c], &shape[c]);
+        segloss_set_num_threads(threads);
+
+        int reps = 0;
+        double warm_end = now_seconds() + 0.1 * budget, start = 0.0;
+        for (int round = 0;; round++) {
+            int warm = round < 3 || now_seconds() < warm_end;
+            if (!warm && start == 0.0) start = now_seconds();
+            if (!warm && (reps >= MAX_REPS || (reps >= MIN_REPS && now_seconds() - start >= budget)))
+                break;
+            for (int c = 0; c <= GENERAL_CASES; c++) {
+                double loss = 0.0, t0 = now_seconds();
+                if (c == GENERAL_CASES) {
+                    checksum += floor_fused(pred, hard, grad, n, threads);
+                } else {
+                    const void *p = c == 1 ? (const void *)pred : (const void *)logits;
+                    const void *t = c == 2 ? (const void *)hard8 : (const void *)hard;
+                    check(segloss_forward_backward(&o[c], &shape[c], p, t, c == 2 ? mask : NULL,
+                                                   &loss, grad, NULL, NULL),
+                          "segloss_forward_backward");
+                    checksum += loss;
+                }
+                if (!warm) samples[c * MAX_REPS + reps] = now_seconds() - t0;
+            }
+            if (!warm) reps++;
+        }
+        for (int c = 0; c <= GENERAL_CASES; c++) {
+            double *x = samples + c * MAX_REPS;
+            qsort(x, (size_t)reps, sizeof(double), compare_doubles);
+            double median = reps % 2 ? x[reps / 2] : 0.5 * (x[reps / 2 - 1] + x[reps / 2]);
+            printf("{\"type\":\"general\",\"case\":\"%s\",\"count\":%zu,\"threads\":%d,"
+                   "\"median_ms\":%.6f,\"min_ms\":%.6f,\"reps\":%d}\n",
+                   c == GENERAL_CASES ? "floor" : general_names[c], n, threads, median * 1e3,
+                   x[0] * 1e3, reps);
+        }
+        fflush(stdout);
+        free(samples);
+        free(mask);
+        free(hard8);
+        free(grad);
+        free(logits);
+        free(hard);
+        free(pred);
+    }
+    segloss_set_num_threads(0);
+    printf("{\"type\":\"checksum\",\"value\":%.6e}\n", checksum);
+    return 0;
+}
+
 /* Peak resident memory of this process in KiB: VmHWM from /proc/self/status. (getrusage's
  * ru_maxrss would do, but Linux carries it over exec from the parent: a child of a big
  * Python process starts with the parent's peak.) */
@@ -302,11 +400,13 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "info") == 0) return cmd_info();
     if (argc >= 4 && strcmp(argv[1], "time") == 0) return cmd_time(argc - 2, argv + 2);
+    if (argc >= 4 && strcmp(argv[1], "general") == 0) return cmd_general(argc - 2, argv + 2);
     if (argc == 5 && strcmp(argv[1], "call") == 0)
         return cmd_call(atof(argv[2]), (size_t)strtoull(argv[3], NULL, 10), atoi(argv[4]));
     if (argc == 4 && strcmp(argv[1], "rss") == 0)
         return cmd_rss((size_t)strtoull(argv[2], NULL, 10), strcmp(argv[3], "warm") == 0);
     fprintf(stderr, "usage: bench_segloss info | time BUDGET_SECONDS COUNT... | "
-                    "call BUDGET_SECONDS COUNT THREADS | rss COUNT cold|warm\n");
+                    "general BUDGET_SECONDS COUNT... | call BUDGET_SECONDS COUNT THREADS | "
+                    "rss COUNT cold|warm\n");
     return 2;
 }

@@ -133,6 +133,10 @@ private struct BlockBuffers<R: KernelReal> {
 
 /// Reads elements `start ..< start + length` of the run into `raw`, `t` and `m`, with zeros
 /// for masked elements and for the padding up to `padded` (a multiple of 16).
+///
+/// Every term of a zero element is finite, so the kernels drop masked elements by
+/// multiplying with m (+ 0, which turns a -0 into 0) rather than selecting: a select of a
+/// computed value becomes a branch around the computation, which LLVM does not vectorize.
 @inline(__always)
 private func stage<R: KernelReal, P: StoredElement, T: StoredElement>(
     _ input: KernelInput, _ start: Int, _ length: Int, _ padded: Int, _ b: BlockBuffers<R>,
@@ -188,58 +192,67 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     let smoothing = R.fromDouble(options.labelSmoothing)
     var sums = KernelSums()
     var badPred: UInt32 = 0, badTarget: UInt32 = 0
-    forEachRunBlock(input.count) { (start, length, padded, b: BlockBuffers<R>) in
-        stage(input, start, length, padded, b, R.self, T.self)
+    forEachRunBlock(input.count) { (start, length, padded, buffers: BlockBuffers<R>) in
+        stage(input, start, length, padded, buffers, R.self, T.self)
+        // Every loop works on locals: the closure's parameters and captures live in memory,
+        // which any store through a pointer might change as far as LLVM knows, so it would
+        // reload them at each step and not vectorize the loop.
+        let b = BlockBuffers(buffers.raw)
+        let posWeight = posWeight, smoothing = smoothing
+        var invalidTarget: UInt32 = 0, invalidPred: UInt32 = 0
         for k in 0..<padded {
             let y = b.t[k]
-            badTarget |= (y >= 0 ? 0 : 1) | (y <= 1 ? 0 : 1)
+            invalidTarget |= (y >= 0 ? 0 : 1) | (y <= 1 ? 0 : 1)
         }
         if options.logits {
             for k in 0..<padded {
                 let x = b.raw[k]
-                badPred |= (x - x == 0) ? 0 : 1   // NaN for NaN and ±inf
+                invalidPred |= (x - x == 0) ? 0 : 1   // NaN for NaN and ±inf
                 let a = R.exponential(-x.magnitude)
                 let inverse = 1 / (1 + a)
                 let sigmoid = x >= 0 ? inverse : a * inverse
-                b.p[k] = b.m[k] != 0 ? sigmoid : 0
-                if options.bce {
+                b.p[k] = sigmoid * b.m[k]
+                b.e[k] = a
+            }
+            if options.bce {
+                for k in 0..<padded {
+                    let x = b.raw[k]
                     let ts = b.t[k] * (1 - smoothing) + smoothing / 2
-                    let softplus = R.logOnePlus(a) + (x < 0 ? -x : 0)
+                    let softplus = R.logOnePlus(b.e[k]) + (x < 0 ? -x : 0)
                     let term = (1 - ts) * x + (1 + (posWeight - 1) * ts) * softplus
-                    b.e[k] = b.m[k] != 0 ? term : 0
-                } else {
-                    b.e[k] = 0
+                    b.e[k] = term * b.m[k]
                 }
             }
         } else {
             for k in 0..<padded {
                 let x = b.raw[k]
-                badPred |= (x >= 0 ? 0 : 1) | (x <= 1 ? 0 : 1)
-                b.p[k] = x
+                invalidPred |= (x >= 0 ? 0 : 1) | (x <= 1 ? 0 : 1)
             }
             if options.bce {
                 for k in 0..<padded {
-                    let p = b.p[k]
+                    let p = b.raw[k]
                     let ts = b.t[k] * (1 - smoothing) + smoothing / 2
                     let term = -(posWeight * ts * R.clampedLog(p) + (1 - ts) * R.clampedLogOneMinus(p))
-                    b.e[k] = b.m[k] != 0 ? term : 0
+                    b.e[k] = term * b.m[k]
                 }
-            } else {
-                b.e.update(repeating: 0, count: padded)
             }
         }
+        badPred |= invalidPred
+        badTarget |= invalidTarget
+        let p = options.logits ? b.p : b.raw
+        let withElements = options.bce
         var tp = SIMD16<R>(), fp = SIMD16<R>(), fn = SIMD16<R>(), sq = SIMD16<R>()
         var es = SIMD16<R>(), valid = SIMD16<R>()
         var k = 0
         while k < padded {
-            let p = UnsafeRawPointer(b.p + k).loadUnaligned(as: SIMD16<R>.self)
-            let t = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
-            tp += p * t
-            fp += p * (1 - t)
-            fn += (1 - p) * t
-            let d = p - t
+            let pv = UnsafeRawPointer(p + k).loadUnaligned(as: SIMD16<R>.self)
+            let tv = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
+            tp += pv * tv
+            fp += pv * (1 - tv)
+            fn += (1 - pv) * tv
+            let d = pv - tv
             sq += d * d
-            es += UnsafeRawPointer(b.e + k).loadUnaligned(as: SIMD16<R>.self)
+            if withElements { es += UnsafeRawPointer(b.e + k).loadUnaligned(as: SIMD16<R>.self) }
             valid += UnsafeRawPointer(b.m + k).loadUnaligned(as: SIMD16<R>.self)
             k &+= 16
         }
@@ -266,8 +279,12 @@ private func runGradient<R: KernelReal, T: StoredElement>(
     let targetScale = R.fromDouble(c.targetScale), offset = R.fromDouble(c.offset)
     let predScale = R.fromDouble(c.predScale), elementScale = R.fromDouble(c.elementScale)
     let bce = options.bce && c.elementScale != 0
-    forEachRunBlock(input.count) { (start, length, padded, b: BlockBuffers<R>) in
-        stage(input, start, length, padded, b, R.self, T.self)
+    forEachRunBlock(input.count) { (start, length, padded, buffers: BlockBuffers<R>) in
+        stage(input, start, length, padded, buffers, R.self, T.self)
+        // Locals, not the closure's memory (see runStatistics).
+        let b = BlockBuffers(buffers.raw)
+        let posWeight = posWeight, smoothing = smoothing, targetScale = targetScale
+        let offset = offset, predScale = predScale, elementScale = elementScale
         let out = grad + start &* MemoryLayout<R>.stride
         if options.logits {
             for k in 0..<length {
@@ -282,7 +299,7 @@ private func runGradient<R: KernelReal, T: StoredElement>(
                     let ts = t * (1 - smoothing) + smoothing / 2
                     g += elementScale * ((sigmoid - ts) - (posWeight - 1) * ts * (1 - sigmoid))
                 }
-                out.storeBytes(of: b.m[k] != 0 ? g : 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+                out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         } else if bce {
             for k in 0..<length {
@@ -292,13 +309,13 @@ private func runGradient<R: KernelReal, T: StoredElement>(
                 let derivative = ((p - ts) - (posWeight - 1) * ts * (1 - p))
                     / (variance > 1e-12 ? variance : 1e-12)
                 let g = targetScale * t + offset + predScale * p + elementScale * derivative
-                out.storeBytes(of: b.m[k] != 0 ? g : 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+                out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         } else {
             for k in 0..<length {
                 let p = b.raw[k], t = b.t[k]
                 let g = targetScale * t + offset + predScale * p
-                out.storeBytes(of: b.m[k] != 0 ? g : 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+                out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         }
     }
