@@ -143,6 +143,16 @@ def test_4d_and_5d_inputs(name, shape, dtype):
     assert_matches_torch(o, pred, target, mask, f"{name} {shape}")
 
 
+@pytest.mark.parametrize("name", ["seed_bce_dice", "logits_bce_pos_weight", "segments_channel", "jaccard_squared",
+                                  "focal_tversky", "everything"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_large_inputs(name, dtype):
+    """110,592 elements: many chunks, every worker thread."""
+    o = cases.options(name)
+    pred, target, mask = tensors((4, 3, 96, 96), 46, o, "pixel", dtype, target_kind="float32")
+    assert_matches_torch(o, pred, target, mask, name)
+
+
 @pytest.mark.parametrize("name", ["seed_bce_dice", "logits_dice", "bce"])
 def test_one_dimensional_input(name):
     o = cases.options(name)
