@@ -347,6 +347,17 @@ def print_table(header, rows, align):
 OVERHEAD_PHASE = "the binding's overhead"
 
 
+def general_phase(n):
+    return f"general API {n:,}"
+
+
+GENERAL_CASES = {
+    "logits": "logits: BCE-with-logits + Dice(sigmoid), whole tensor",
+    "per_channel": "probabilities: BCE + batch Dice per channel",
+    "logits_uint8_mask": "logits, Dice per sample x channel, uint8 target, mask",
+}
+
+
 def c_phase(n):
     return f"C API and floor, {n:,}"
 
@@ -445,6 +456,15 @@ def main():
                 losses["torch", n, kind] = step().item()
     if torch_pack:
         torch.set_num_threads(torch_threads_before)
+
+    # 1b: the general API's cases next to the floor (4M and up, where the floor is memory).
+    general = {}  # (case, count) -> (median s, min s)
+    for n in [n for n in sizes if n >= 4_194_304]:
+        phases.start(general_phase(n))
+        for record in run_binary("general", c_budget, n):
+            if record["type"] == "general":
+                general[record["case"], record["count"]] = (record["median_ms"] * 1e-3,
+                                                            record["min_ms"] * 1e-3)
 
     # 4: the binding's overhead per call against the bare ctypes call, on 1 thread: the
     # overhead does not depend on it, and a 1-thread call varies least from call to call.
@@ -561,6 +581,19 @@ def main():
         log(f"  {kind}: " + ", ".join(parts))
     log()
 
+    if general:
+        log("General API: segloss_forward_backward, 2 x 4 channels x COUNT/8, float32, hard "
+            f"targets, {all_threads} threads, next to the floor (ms, median; x floor):")
+        for n in sorted({count for _, count in general}):
+            floor = general.get(("floor", n), (None,))[0]
+            for case, text in GENERAL_CASES.items():
+                t = general.get((case, n), (None,))[0]
+                if t and floor:
+                    log(f"  {n:>10,}  {text:<55} {ms(t):>8}  {t / floor:5.2f}x")
+            if floor:
+                log(f"  {n:>10,}  {'memory floor':<55} {ms(floor):>8}")
+        log()
+
     log("Peak memory of one fused forward+backward call (peak RSS = VmHWM, fresh child process, "
         "buffers pre-touched):")
     for r in rss:
@@ -624,6 +657,16 @@ def main():
             reason = ("binding not importable" if not binding else
                       "torch not installed" if not torch_pack else "not measured")
             check(what, reason, f">= {goal}x", None)
+
+    for case in GENERAL_CASES:
+        n = 16_777_216
+        t, fl = general.get((case, n), (None,))[0], general.get(("floor", n), (None,))[0]
+        what = f"general API {case} / floor, {n:,}, {all_threads} thr"
+        if t and fl:
+            check(what, f"{t / fl:.2f}x ({ms(t)} vs {ms(fl)} ms)", "<= 1.5x",
+                  round(t / fl, 2) <= 1.5, [general_phase(n)])
+        else:
+            check(what, "not measured", "<= 1.5x", None)
 
     what = "single-thread fwd+bwd, 65,536 (C API)"
     single = {k: fb_c(65_536, k, 1) for k in KINDS}
