@@ -60,6 +60,8 @@ protocol KernelReal: BinaryFloatingPoint, SIMDScalar, Codable, StoredElement {
     static func clampedLog(_ x: Self) -> Self
     /// max(log(1 - p), -100) for p in [0, 1], without the rounding of 1 - p.
     static func clampedLogOneMinus(_ p: Self) -> Self
+    /// clampedLog(p) when `positive`, else clampedLogOneMinus(p): one log, not two.
+    static func clampedLogOfClass(_ p: Self, positive: Bool) -> Self
     static func exponential(_ x: Self) -> Self
     static func logOnePlus(_ x: Self) -> Self
     /// The lanes' sum in double.
@@ -95,6 +97,11 @@ extension Float: KernelReal {
         let u = 1 - p
         return clampedLogApprox(u, remainder: (1 - u) - p)
     }
+    @inline(__always) static func clampedLogOfClass(_ p: Float, positive: Bool) -> Float {
+        // The argument is chosen, not the result, so only one log is evaluated.
+        let u = 1 - p
+        return clampedLogApprox(positive ? p : u, remainder: positive ? 0 : (1 - u) - p)
+    }
     @inline(__always) static func exponential(_ x: Float) -> Float { expApprox(x) }
     @inline(__always) static func logOnePlus(_ x: Float) -> Float { log1pApprox(x) }
     @inline(__always) static func wideSum(_ lanes: SIMD16<Float>) -> Double {
@@ -109,6 +116,9 @@ extension Double: KernelReal {
     @inline(__always) static func fromDouble(_ value: Double) -> Double { value }
     @inline(__always) static func clampedLog(_ x: Double) -> Double { Swift.max(log(x), -100) }
     @inline(__always) static func clampedLogOneMinus(_ p: Double) -> Double { Swift.max(log1p(-p), -100) }
+    @inline(__always) static func clampedLogOfClass(_ p: Double, positive: Bool) -> Double {
+        positive ? clampedLog(p) : clampedLogOneMinus(p)
+    }
     @inline(__always) static func exponential(_ x: Double) -> Double { exp(x) }
     @inline(__always) static func logOnePlus(_ x: Double) -> Double { log1p(x) }
     @inline(__always) static func wideSum(_ lanes: SIMD16<Double>) -> Double { lanes.sum() }
@@ -199,10 +209,11 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         // reload them at each step and not vectorize the loop.
         let b = BlockBuffers(buffers.raw)
         let posWeight = posWeight, smoothing = smoothing
-        var invalidTarget: UInt32 = 0, invalidPred: UInt32 = 0
+        var invalidTarget: UInt32 = 0, invalidPred: UInt32 = 0, softTargets: UInt32 = 0
         for k in 0..<padded {
             let y = b.t[k]
             invalidTarget |= (y >= 0 ? 0 : 1) | (y <= 1 ? 0 : 1)
+            softTargets |= y * (1 - y) == 0 ? 0 : 1
         }
         if options.logits {
             for k in 0..<padded {
@@ -228,7 +239,14 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
                 let x = b.raw[k]
                 invalidPred |= (x >= 0 ? 0 : 1) | (x <= 1 ? 0 : 1)
             }
-            if options.bce {
+            if options.bce && softTargets == 0 && smoothing == 0 {
+                // Targets all 0 or 1: one log per element (the same value as the form below).
+                for k in 0..<padded {
+                    let positive = b.t[k] > 0.5
+                    let term = -(positive ? posWeight : 1) * R.clampedLogOfClass(b.raw[k], positive: positive)
+                    b.e[k] = term * b.m[k]
+                }
+            } else if options.bce {
                 for k in 0..<padded {
                     let p = b.raw[k]
                     let ts = b.t[k] * (1 - smoothing) + smoothing / 2
