@@ -109,21 +109,6 @@ def sums_atol(pred, expected_sums):
     return eps * np.maximum(expected_sums[:, 5:6], 1)
 
 
-# The sums' column E with element_weight 0: the reference (and so the vectors) sum the element
-# terms whenever element_term is BCE; the library writes 0, leaving the term out entirely, as
-# segloss.h says since d59d3d6 ("0 when the element term is NONE or its weight 0"). The vectors
-# are to be regenerated; test_general_api checks the header's rule on its own.
-E_WITH_WEIGHT_0 = pytest.mark.xfail(
-    reason="general_vectors.json holds the sum of the element terms in segment_sums' E column "
-           "with element_weight 0; segloss.h (and the library) say 0 there", strict=False)
-
-
-def case_params():
-    for name, case in CASES.items():
-        weight_0 = case["options"]["element_term"] == 1 and case["options"]["element_weight"] == 0
-        yield pytest.param(name, marks=[E_WITH_WEIGHT_0] if weight_0 else [], id=name)
-
-
 @pytest.mark.parametrize("segment_outputs", [True, False], ids=["with-segments", "without-segments"])
 @pytest.mark.parametrize("name", CASES)
 def test_case(name, segment_outputs):
@@ -149,7 +134,7 @@ def test_case(name, segment_outputs):
                                    err_msg=f"{name} {what} gradient")
 
 
-@pytest.mark.parametrize("name", case_params())
+@pytest.mark.parametrize("name", CASES)
 def test_case_segments(name):
     """Segment scores and sums, of loss and of loss_and_grad."""
     case = CASES[name]
