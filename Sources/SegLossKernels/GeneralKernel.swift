@@ -63,6 +63,7 @@ protocol KernelReal: BinaryFloatingPoint, SIMDScalar, Codable, StoredElement {
     /// clampedLog(p) when `positive`, else clampedLogOneMinus(p): one log, not two.
     static func clampedLogOfClass(_ p: Self, positive: Bool) -> Self
     static func exponential(_ x: Self) -> Self
+    /// log(1 + x) for x in [0, 1].
     static func logOnePlus(_ x: Self) -> Self
     /// The lanes' sum in double.
     static func wideSum(_ lanes: SIMD16<Self>) -> Double
@@ -103,7 +104,13 @@ extension Float: KernelReal {
         return clampedLogApprox(positive ? p : u, remainder: positive ? 0 : (1 - u) - p)
     }
     @inline(__always) static func exponential(_ x: Float) -> Float { expApprox(x) }
-    @inline(__always) static func logOnePlus(_ x: Float) -> Float { log1pApprox(x) }
+    /// For x in [0, 1] (the kernels' use: e^-|logit|): log(u + c) with u = 1 + x rounded and
+    /// its exact remainder c, where c·(2 - u) stands in for c / u (|c| is below half an ulp
+    /// of u, so the difference stays below a tenth of an ulp of the result): no division.
+    @inline(__always) static func logOnePlus(_ x: Float) -> Float {
+        let u = 1 + x
+        return logApprox(u, remainder: (1 - u) + x)
+    }
     @inline(__always) static func wideSum(_ lanes: SIMD16<Float>) -> Double {
         var sum = 0.0
         for lane in 0..<8 { sum += Double(lanes[lane]) + Double(lanes[lane &+ 8]) }
@@ -164,10 +171,10 @@ private func stage<R: KernelReal, P: StoredElement, T: StoredElement>(
             b.m[k] = valid ? 1 : 0
         }
     } else {
+        // m holds ones already (forEachRunBlock): only a run's short last block has padding.
         for k in 0..<length {
             b.raw[k] = R.converting(pred.loadUnaligned(fromByteOffset: k &* MemoryLayout<P>.stride, as: P.self))
             b.t[k] = R.converting(target.loadUnaligned(fromByteOffset: k &* MemoryLayout<T>.stride, as: T.self))
-            b.m[k] = 1
         }
     }
     for k in length..<padded {
@@ -184,6 +191,7 @@ private func forEachRunBlock<R: KernelReal>(
 ) {
     withUnsafeTemporaryAllocation(of: R.self, capacity: BlockBuffers<R>.capacity) { storage in
         let buffers = BlockBuffers(storage.baseAddress!)
+        buffers.m.initialize(repeating: 1, count: kernelBlockLength)
         var start = 0
         while start < count {
             let length = min(kernelBlockLength, count &- start)
@@ -215,7 +223,7 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
             invalidTarget |= (y >= 0 ? 0 : 1) | (y <= 1 ? 0 : 1)
             softTargets |= y * (1 - y) == 0 ? 0 : 1
         }
-        if options.logits {
+        if options.logits && options.bce {
             for k in 0..<padded {
                 let x = b.raw[k]
                 invalidPred |= (x - x == 0) ? 0 : 1   // NaN for NaN and ±inf
@@ -223,16 +231,19 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
                 let inverse = 1 / (1 + a)
                 let sigmoid = x >= 0 ? inverse : a * inverse
                 b.p[k] = sigmoid * b.m[k]
-                b.e[k] = a
+                let ts = b.t[k] * (1 - smoothing) + smoothing / 2
+                let softplus = R.logOnePlus(a) + (x < 0 ? -x : 0)
+                let term = (1 - ts) * x + (1 + (posWeight - 1) * ts) * softplus
+                b.e[k] = term * b.m[k]
             }
-            if options.bce {
-                for k in 0..<padded {
-                    let x = b.raw[k]
-                    let ts = b.t[k] * (1 - smoothing) + smoothing / 2
-                    let softplus = R.logOnePlus(b.e[k]) + (x < 0 ? -x : 0)
-                    let term = (1 - ts) * x + (1 + (posWeight - 1) * ts) * softplus
-                    b.e[k] = term * b.m[k]
-                }
+        } else if options.logits {
+            for k in 0..<padded {
+                let x = b.raw[k]
+                invalidPred |= (x - x == 0) ? 0 : 1
+                let a = R.exponential(-x.magnitude)
+                let inverse = 1 / (1 + a)
+                let sigmoid = x >= 0 ? inverse : a * inverse
+                b.p[k] = sigmoid * b.m[k]
             }
         } else {
             for k in 0..<padded {
