@@ -35,8 +35,10 @@ Semantics (the header's, spelled out where it leaves a choice; see also validate
     e_i  = -(w_c t' max(log p, -100) + (1 - t') max(log(1 - p), -100))      probabilities
     e_i  = (1 - t') x + (1 + (w_c - 1) t') (log(1 + exp(-|x|)) + max(-x, 0))  logits
     segment sums over its valid elements: TP = sum p t, FP = sum p (1 - t), FN = sum q t,
-      SQ = sum (p - t)^2, E = sum e_i (0 with ELEMENT_NONE), and the valid count
-    score = Num / max(Den, denominator_min), with n = smooth_nr, d = smooth_dr:
+      SQ = sum (p - t)^2, E = sum e_i (0, not computed, with ELEMENT_NONE or
+      element_weight 0), and the valid count
+    score = Num / max(Den, denominator_min), with n = smooth_nr, d = smooth_dr (REGION_NONE
+    still reports a score: DICE's):
       DICE     Num = 2 TP + n   Den = 2 TP + FP + FN + d   (squared: 2 TP + SQ + d)
       JACCARD  Num = TP + n     Den = TP + FP + FN + d     (squared: TP + SQ + d)
       TVERSKY  Num = TP + n     Den = TP + alpha FP + beta FN + d
@@ -413,7 +415,7 @@ class _Prepared:
 # The score's numerator and denominator as weights of (TP, FP, FN, SQ); smooths added apart.
 def _score_coefficients(o) -> tuple[float, tuple[float, float, float, float]]:
     region, squared = o["region_term"], o["squared"] == 1
-    if region == REGION_DICE:
+    if region in (REGION_DICE, REGION_NONE):  # REGION_NONE: the Dice index is reported
         return 2.0, ((2.0, 0.0, 0.0, 1.0) if squared else (2.0, 1.0, 1.0, 0.0))
     if region == REGION_JACCARD:
         return 1.0, ((1.0, 0.0, 0.0, 1.0) if squared else (1.0, 1.0, 1.0, 0.0))
@@ -440,9 +442,7 @@ class _Segment:
         channel = prep.segment_channel[k]
         weights = o["channel_weights"]
         self.channel_weight = 1.0 if weights is None or channel is None else float(weights[channel])
-        self.score = self.loss = math.nan
-        if o["region_term"] != REGION_NONE:
-            self._score(prep, o)
+        self._score(prep, o)
 
     def _score(self, prep: _Prepared, o) -> None:
         a, (b_tp, b_fp, b_fn, b_sq) = _score_coefficients(o)
@@ -529,7 +529,10 @@ def _evaluate(pred, target, mask, opts):
     if status != "OK":
         raise StatusError(status, "data out of range")
     prep = _Prepared(pred, target, mask, o)
-    e = prep.bce_elements() if o["element_term"] == ELEMENT_BCE else None
+    # The element terms are computed only when they count (header: "0 when the element
+    # term is NONE or its weight 0: it is then not computed").
+    computed = o["element_term"] == ELEMENT_BCE and o["element_weight"] != 0
+    e = prep.bce_elements() if computed else None
     segments = [_Segment(prep, k, e) for k in range(prep.segments)]
     return o, prep, e, segments
 
@@ -541,10 +544,10 @@ def forward(pred, target, mask=None, opts: Mapping | None = None):
     """segloss_forward: (loss, segment_scores, segment_sums).
 
     loss is a float; segment_scores a (segments,) float64 array (NaN where the score is
-    0/0), or None with REGION_NONE, for which the header defines no index;
-    segment_sums a (segments, 6) float64 array of TP, FP, FN, SQ, E, valid count, where E
-    is the sum of the element terms e_i (computed whenever element_term is BCE, whatever
-    element_weight is; 0 with ELEMENT_NONE). Raises StatusError for an invalid call."""
+    0/0; the Dice index with REGION_NONE); segment_sums a (segments, 6) float64 array of
+    TP, FP, FN, SQ, E, valid count, where E is the sum of the element terms e_i over the
+    segment's valid elements (0 with ELEMENT_NONE or element_weight 0: not computed).
+    Raises StatusError for an invalid call."""
     o, prep, e, segments = _evaluate(pred, target, mask, opts)
     loss = 0.0
     if o["element_term"] == ELEMENT_BCE and o["element_weight"] != 0:
@@ -562,9 +565,7 @@ def forward(pred, target, mask=None, opts: Mapping | None = None):
         if o["reduction"] == REDUCTION_MEAN:
             region = region / len(counted) if counted else 0.0
         loss += float(o["region_weight"]) * region
-    scores = None
-    if o["region_term"] != REGION_NONE:
-        scores = np.array([sg.score for sg in segments], dtype=np.float64)
+    scores = np.array([sg.score for sg in segments], dtype=np.float64)
     sums = np.array([sg.sums for sg in segments], dtype=np.float64).reshape(len(segments), SUMS_PER_SEGMENT)
     return float(loss), scores, sums
 

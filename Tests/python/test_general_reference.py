@@ -196,7 +196,10 @@ def test_seed_options_are_the_flat_api(name, weights):
         np.testing.assert_allclose(loss, flat.bce_dice_loss(pred, target, weight_bce, weight_dice, smooth),
                                    rtol=1e-14)
         np.testing.assert_allclose(1 - scores[0], flat.dice_loss(pred, target, smooth), rtol=1e-12)
-        np.testing.assert_allclose(sums[0, 4] / pred.size, flat.bce_loss(pred, target), rtol=1e-14)
+        if weight_bce != 0:
+            np.testing.assert_allclose(sums[0, 4] / pred.size, flat.bce_loss(pred, target), rtol=1e-14)
+        else:
+            assert sums[0, 4] == 0.0   # not computed
         np.testing.assert_allclose(
             ref.gradient(p, t, None, opts).ravel(),
             flat.bce_dice_grad(pred, target, weight_bce, weight_dice, smooth), rtol=1e-12, atol=1e-300)
@@ -404,6 +407,25 @@ def test_a_weight_of_zero_leaves_its_term_out():
     assert ref.forward(pred, target, None, ref.options(opts, region_weight=0.0, element_weight=0.0))[0] == 0.0
 
 
+def test_what_is_reported_without_a_term():
+    """The header: E sums are 0 (not computed) with ELEMENT_NONE or element_weight 0; the
+    scores with REGION_NONE are the Dice indices (smooths and denominator_min as given)."""
+    pred, target, mask = data(22, logits=True, mask="element")
+    base = ref.options(input=L, segments=SC, smooth_nr=0.3, smooth_dr=1.7, denominator_min=2.0,
+                       pos_weight=[1.0, 2.0, 3.0])
+    _, scores, sums = ref.forward(pred, target, mask, base)
+    assert np.all(sums[:, 4] > 0)
+    for changes in ({"element_weight": 0.0}, {"element_term": "NONE", "pos_weight": None}):
+        _, other_scores, other_sums = ref.forward(pred, target, mask, ref.options(base, **changes))
+        assert np.all(other_sums[:, 4] == 0) and np.array_equal(other_sums[:, :4], sums[:, :4])
+        assert np.array_equal(other_scores, scores)
+    loss, none_scores, none_sums = ref.forward(pred, target, mask, ref.options(base, region_term="NONE"))
+    assert np.array_equal(none_scores, scores) and np.array_equal(none_sums, sums)
+    np.testing.assert_allclose(loss, 0.5 * sums[:, 4].sum() / sums[:, 5].sum(), rtol=1e-14)
+    jaccard = ref.forward(pred, target, mask, ref.options(base, region_term="JACCARD"))[1]
+    assert not np.allclose(jaccard, scores)
+
+
 def test_weights_of_one_are_no_weights():
     pred, target, mask = data(18, logits=True, mask="element")
     base = ref.options(input=L, segments=SC)
@@ -546,9 +568,7 @@ def test_vectors_are_well_formed(vectors):
             assert len(case["mask"]) == count // (shape["channels"] if layout == ref.MASK_PER_PIXEL else 1)
         segments = ref.segment_count(opts, shape)
         assert np.shape(case["segment_sums"]) == (segments, ref.SUMS_PER_SEGMENT)
-        assert (case["segment_scores"] is None) == (opts["region_term"] == ref.REGION_NONE)
-        if case["segment_scores"] is not None:
-            assert len(case["segment_scores"]) == segments
+        assert len(case["segment_scores"]) == segments
     for case in vectors["invalid"]:
         assert ref.validate(decode_options(case["options"]), case["shape"], case["mask"]) == case["status"], \
             case["name"]
@@ -563,8 +583,7 @@ def test_vectors_match_a_recomputation(vectors):
         opts = case["options"]
         loss, scores, sums = ref.forward(pred, target, mask, opts)
         assert loss == case["loss"], case["name"]
-        if scores is not None:
-            assert np.array_equal(scores, [decode(v) for v in case["segment_scores"]], equal_nan=True)
+        assert np.array_equal(scores, [decode(v) for v in case["segment_scores"]], equal_nan=True)
         assert np.array_equal(sums, case["segment_sums"])
         assert np.array_equal(ref.gradient(pred, target, mask, opts).ravel(), case["grad"])
 
@@ -592,7 +611,7 @@ def test_vectors_cover_every_option(vectors):
         assert has(lambda c: c["dtypes"]["pred"] == dtype)
     for dtype in ("float32", "float64", "uint8"):
         assert has(lambda c: c["dtypes"]["target"] == dtype)
-    assert has(lambda c: c["segment_scores"] is not None and "NaN" in c["segment_scores"])
+    assert has(lambda c: "NaN" in c["segment_scores"])
 
     def has_empty_segment(case):
         sums = np.array(case["segment_sums"])

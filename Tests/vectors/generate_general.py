@@ -27,7 +27,7 @@ Format
         "pred": [N*C*S numbers], "target": [N*C*S numbers],
         "mask": null | [N*C*S bytes] (PER_ELEMENT) | [N*S bytes] (PER_PIXEL),
         "grad_loss": 1.0,
-        "loss": float, "segment_scores": null | [float | "NaN"],
+        "loss": float, "segment_scores": [float | "NaN"],
         "segment_sums": [[TP, FP, FN, SQ, E, valid count] per segment],
         "grad": [N*C*S floats]}],
      "invalid": [{"name": str, "options": {...}, "shape": {...}, "mask": bool,
@@ -45,10 +45,10 @@ its dtype: float32 values are written so they parse back to that float32, uint8 
 and mask bytes are integers.
 
 The expected values are float64 results of the exact input values (grad_loss = 1, the
-gradient w.r.t. the logits with LOGITS). segment_scores is null with REGION_NONE (the
-header defines no index for it). The E column of segment_sums is the sum of the element
-terms e_i over the segment's valid elements whenever element_term is BCE (whatever
-element_weight is), 0 with ELEMENT_NONE. Scores and losses where the reference takes a
+gradient w.r.t. the logits with LOGITS). segment_scores holds the Dice index with
+REGION_NONE (as the header says). The E column of segment_sums is the sum of the element
+terms e_i over the segment's valid elements, 0 with ELEMENT_NONE or element_weight 0
+(the header: not computed then). Scores and losses where the reference takes a
 choice the header leaves open (see general_reference.py) are avoided: no case puts a
 denominator exactly at denominator_min or a score exactly at log_min.
 
@@ -190,7 +190,7 @@ def make_case(name, description, shape=(2, 3, 8), seed=1, pred_dtype="float32",
         "mask": None if m is None else [int(v) for v in m.ravel()],
         "grad_loss": 1.0,
         "loss": number(loss),
-        "segment_scores": None if scores is None else [number(v) for v in scores],
+        "segment_scores": [number(v) for v in scores],
         "segment_sums": [[float(v) for v in row] for row in sums],
         "grad": [float(v) for v in grad.ravel()],
     }
@@ -263,8 +263,9 @@ def cases():
                   smooth_nr=0.0, smooth_dr=1e-5))
     add(make_case("bce_probs_mean", "BCE alone (probabilities), mean", seed=23, target="soft",
                   region_term=NONE_R, element_weight=1.0))
-    add(make_case("bce_logits_sum", "BCE alone (logits), sum", seed=24, input=L,
-                  region_term=NONE_R, element_weight=1.0, reduction=SUM, segments=SC))
+    add(make_case("bce_logits_sum", "BCE alone (logits), sum; its scores are Dice indices with "
+                  "smooth_nr 0.5, smooth_dr 2", seed=24, input=L, region_term=NONE_R,
+                  element_weight=1.0, reduction=SUM, segments=SC, smooth_nr=0.5, smooth_dr=2.0))
     add(make_case("jaccard_probs_channel", "Jaccard per channel (batch Jaccard)", seed=25,
                   region_term=JACC, segments=CHANNEL, smooth_nr=0.5, smooth_dr=0.5))
     add(make_case("jaccard_logits_sample", "Jaccard per sample, logits, soft targets", seed=26,
@@ -402,8 +403,8 @@ def cases():
                   segments=SAMPLE))
 
     # Weights 0.
-    add(make_case("element_weight0", "BCE term with weight 0: left out (its sums still "
-                  "reported)", seed=111, element_weight=0.0, region_weight=1.0, segments=SC))
+    add(make_case("element_weight0", "BCE term with weight 0: left out (its E sums are 0: "
+                  "not computed)", seed=111, element_weight=0.0, region_weight=1.0, segments=SC))
     add(make_case("region_weight0_tversky", "Tversky term with weight 0", seed=112,
                   region_term=TV, region_weight=0.0, element_weight=1.0, input=L))
     add(make_case("both_weights0", "both weights 0: loss and gradient 0", seed=113,
