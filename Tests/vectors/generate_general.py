@@ -421,6 +421,11 @@ def cases():
                   shape=(1, 2, 25), seed=123, segments=CHANNEL, smooth_nr=0.0, smooth_dr=0.0,
                   element_term=NONE_E, region_weight=1.0,
                   pred=near_perfect_pred(), target_values=near_perfect_target()))
+    add(make_case("near_perfect_logits", "confident, correct float32 logits (|x| in [12, 16]): "
+                  "the Dice loss (about 1e-6) keeps its relative precision only if 1 - p is "
+                  "sigmoid(-x), not 1 - sigmoid(x) rounded", shape=(1, 2, 25), seed=124, input=L,
+                  segments=CHANNEL, smooth_nr=0.0, smooth_dr=0.0, element_term=NONE_E,
+                  region_weight=1.0, pred=near_perfect_logits(), target_values=near_perfect_target()))
 
     # Larger: everything at once.
     add(make_case("large_logits_everything", "2 x 3 x 50 logits: Tversky, focal, pos_weight, "
@@ -446,6 +451,11 @@ def near_perfect_pred():
         eps = rng.u() * 2.0**-14
         values.append(f32(1.0 - eps) if t == 1 else eps)
     return values
+
+
+def near_perfect_logits():
+    rng = XorShift32(779)
+    return [f32((12.0 + 4.0 * rng.u()) * (1.0 if t == 1 else -1.0)) for t in near_perfect_target()]
 
 
 def near_perfect_target():
