@@ -76,9 +76,9 @@ typedef enum segloss_status {
     /* count is so large that count * sizeof(float) bytes exceeds PTRDIFF_MAX: no buffer
      * can hold it, so the pointers cannot be valid. */
     SEGLOSS_ERROR_COUNT_TOO_LARGE = 6,
-    /* The options of the general API are invalid: NULL, a struct_size the library does not
-     * know, an unknown enum value, a parameter out of its domain, or a combination that is
-     * not defined (see segloss_options). */
+    /* The options of the general API are invalid: a struct_size the library does not know,
+     * an unknown enum value, a parameter out of its domain, or a combination that is not
+     * defined (see segloss_options). (NULL options are SEGLOSS_ERROR_NULL_POINTER.) */
     SEGLOSS_ERROR_INVALID_OPTIONS = 7,
     /* The shape descriptor of the general API is invalid: an unknown dtype or mask layout,
      * or a dtype not allowed for that input. */
@@ -421,6 +421,72 @@ SEGLOSS_API segloss_status segloss_forward_backward(const segloss_options *optio
                                                     const unsigned char *mask, double *loss,
                                                     void *grad_pred, double *segment_scores,
                                                     double *segment_sums);
+
+/*======================================================================================
+ * Split phase: one loss over a batch split across processes (data parallel)
+ *
+ * Every loss above is a function of per-segment sums, which add up across processes. So a
+ * batch split over ranks gets the exact loss of the whole batch — not an average of the
+ * ranks' losses — in three steps:
+ *
+ *   1. segloss_compute_sums      each rank: the sums of its own slice, into `sums`
+ *   2. all-reduce `sums` (element-wise sum of doubles) with MPI_Allreduce,
+ *      torch.distributed.all_reduce or any other engine
+ *   3. segloss_loss_from_sums    the loss of the whole batch (same on every rank)
+ *      segloss_backward_from_sums  each rank: the gradient of its own elements
+ *
+ * `slice` says where a rank's samples sit: samples sample_offset ... sample_offset +
+ * shape->batch - 1 of total_batch (NULL: the whole batch is local). For SEGMENT_ALL and
+ * SEGMENT_CHANNEL every rank has the same segments; for SEGMENT_SAMPLE(_CHANNEL) the sums
+ * buffer has the segments of all total_batch samples, and a rank's own samples fill their
+ * places while the others' stay 0, so the all-reduce gathers them. The loss then equals the
+ * single-process loss on the whole batch (to the rounding of the sums' additions), for
+ * every option, and so does the gradient.
+ *====================================================================================*/
+
+/* Where a rank's samples sit in the batch. */
+typedef struct segloss_slice {
+    size_t sample_offset; /* index of the rank's first sample in the whole batch */
+    size_t total_batch;   /* samples in the whole batch, >= sample_offset + shape->batch */
+} segloss_slice;
+
+/* The number of doubles of a sums buffer: SEGLOSS_SUMS_PER_SEGMENT times the number of
+ * segments of the whole batch. Returns the statuses of segloss_segment_count, and
+ * INVALID_ARGUMENT for a slice that does not fit (sample_offset + batch > total_batch). */
+SEGLOSS_API segloss_status segloss_sums_length(const segloss_options *options,
+                                               const segloss_shape *shape,
+                                               const segloss_slice *slice, size_t *length);
+
+/* Step 1: the slice's sums into `sums` (segloss_sums_length doubles; every one written:
+ * 0 for other ranks' segments). The rank's inputs are checked as segloss_forward checks them.
+ * Returns the statuses of segloss_forward, and INVALID_ARGUMENT for a bad slice. */
+SEGLOSS_API segloss_status segloss_compute_sums(const segloss_options *options,
+                                                const segloss_shape *shape,
+                                                const segloss_slice *slice, const void *pred,
+                                                const void *target, const unsigned char *mask,
+                                                double *sums);
+
+/* Step 3: the loss of the whole batch from the all-reduced `sums`, and optionally each
+ * segment's score (as segloss_forward). Only shape's channels and the slice's total_batch
+ * are used (with the options) to size the buffers. Returns SEGLOSS_OK, NULL_POINTER,
+ * INVALID_OPTIONS, INVALID_SHAPE, EMPTY_INPUT, COUNT_TOO_LARGE, and INVALID_ARGUMENT for a
+ * bad slice or a sum that is negative, NaN or infinite. */
+SEGLOSS_API segloss_status segloss_loss_from_sums(const segloss_options *options,
+                                                  const segloss_shape *shape,
+                                                  const segloss_slice *slice,
+                                                  const double *sums, double *loss,
+                                                  double *segment_scores);
+
+/* Step 3: grad_loss * d loss / d pred of the rank's own elements, from the all-reduced
+ * `sums` (as segloss_backward, which is this with the rank's own sums). Returns the
+ * statuses of segloss_backward and of segloss_loss_from_sums. */
+SEGLOSS_API segloss_status segloss_backward_from_sums(const segloss_options *options,
+                                                      const segloss_shape *shape,
+                                                      const segloss_slice *slice,
+                                                      const void *pred, const void *target,
+                                                      const unsigned char *mask,
+                                                      const double *sums, double grad_loss,
+                                                      void *grad_pred);
 
 #ifdef __cplusplus
 }

@@ -78,13 +78,72 @@ public func segloss_forward_backward(
     }
 }
 
+// MARK: - Split phase
+
+@_cdecl("segloss_sums_length")
+public func segloss_sums_length(
+    _ options: UnsafePointer<segloss_options>?, _ shape: UnsafePointer<segloss_shape>?,
+    _ slice: UnsafePointer<segloss_slice>?, _ length: UnsafeMutablePointer<Int>?
+) -> segloss_status {
+    status { () throws(SegLossError) in
+        guard let length else { throw .nullPointer }
+        let loss = try generalLoss(options, shape, hasMask: false, slice: slice)
+        let (total, overflow) = loss.segmentCount.multipliedReportingOverflow(by: GeneralLoss.sumsPerSegment)
+        guard !overflow else { throw .countTooLarge }
+        length.pointee = total
+    }
+}
+
+@_cdecl("segloss_compute_sums")
+public func segloss_compute_sums(
+    _ options: UnsafePointer<segloss_options>?, _ shape: UnsafePointer<segloss_shape>?,
+    _ slice: UnsafePointer<segloss_slice>?, _ pred: UnsafeRawPointer?, _ target: UnsafeRawPointer?,
+    _ mask: UnsafePointer<UInt8>?, _ sums: UnsafeMutablePointer<Double>?
+) -> segloss_status {
+    status { () throws(SegLossError) in
+        guard let pred, let target, let sums else { throw .nullPointer }
+        let definition = try generalLoss(options, shape, hasMask: mask != nil, slice: slice)
+        let inputs = TensorInputs(shape: definition.shape, pred: pred, target: target, mask: mask)
+        try definition.sumsCall(inputs, into: sums)
+    }
+}
+
+@_cdecl("segloss_loss_from_sums")
+public func segloss_loss_from_sums(
+    _ options: UnsafePointer<segloss_options>?, _ shape: UnsafePointer<segloss_shape>?,
+    _ slice: UnsafePointer<segloss_slice>?, _ sums: UnsafePointer<Double>?,
+    _ loss: UnsafeMutablePointer<Double>?, _ segmentScores: UnsafeMutablePointer<Double>?
+) -> segloss_status {
+    status { () throws(SegLossError) in
+        guard let sums, let loss else { throw .nullPointer }
+        let definition = try generalLoss(options, shape, hasMask: false, slice: slice)
+        loss.pointee = try definition.lossFromSumsCall(sums, scores: segmentScores)
+    }
+}
+
+@_cdecl("segloss_backward_from_sums")
+public func segloss_backward_from_sums(
+    _ options: UnsafePointer<segloss_options>?, _ shape: UnsafePointer<segloss_shape>?,
+    _ slice: UnsafePointer<segloss_slice>?, _ pred: UnsafeRawPointer?, _ target: UnsafeRawPointer?,
+    _ mask: UnsafePointer<UInt8>?, _ sums: UnsafePointer<Double>?, _ gradLoss: Double,
+    _ gradPred: UnsafeMutableRawPointer?
+) -> segloss_status {
+    status { () throws(SegLossError) in
+        guard let pred, let target, let sums, let gradPred else { throw .nullPointer }
+        let definition = try generalLoss(options, shape, hasMask: mask != nil, slice: slice)
+        let inputs = TensorInputs(shape: definition.shape, pred: pred, target: target, mask: mask)
+        try definition.backwardFromSumsCall(inputs, sums: sums, gradLoss: gradLoss, into: gradPred)
+    }
+}
+
 // MARK: - Reading the structs
 
 /// The loss the C structs describe, checked in the header's order: NULL pointers, the
 /// options' own fields, the shape's types, its dimensions, then the options against the
 /// shape (per-channel arrays).
 private func generalLoss(
-    _ options: UnsafePointer<segloss_options>?, _ shape: UnsafePointer<segloss_shape>?, hasMask: Bool
+    _ options: UnsafePointer<segloss_options>?, _ shape: UnsafePointer<segloss_shape>?, hasMask: Bool,
+    slice: UnsafePointer<segloss_slice>? = nil
 ) throws(SegLossError) -> GeneralLoss {
     guard let options, let shape else { throw .nullPointer }
     let c = try checkedOptions(options)
@@ -104,7 +163,9 @@ private func generalLoss(
     if let values = c.channel_weights {
         lossOptions.channelWeights = Array(UnsafeBufferPointer(start: values, count: tensorShape.channels))
     }
-    return try GeneralLoss(options: lossOptions, shape: tensorShape)
+    // size_t arrives as Int: values above Int.max are negative, which GeneralLoss rejects.
+    let sliceValues = slice.map { (sampleOffset: $0.pointee.sample_offset, totalBatch: $0.pointee.total_batch) }
+    return try GeneralLoss(options: lossOptions, shape: tensorShape, slice: sliceValues)
 }
 
 /// The caller's options struct, once its size is known: a struct from a newer header (larger)

@@ -30,4 +30,8 @@ private func checkExportsMatchHeader() {
     sameSignature(CSegLoss.segloss_forward, SegLoss.segloss_forward)
     sameSignature(CSegLoss.segloss_backward, SegLoss.segloss_backward)
     sameSignature(CSegLoss.segloss_forward_backward, SegLoss.segloss_forward_backward)
+    sameSignature(CSegLoss.segloss_sums_length, SegLoss.segloss_sums_length)
+    sameSignature(CSegLoss.segloss_compute_sums, SegLoss.segloss_compute_sums)
+    sameSignature(CSegLoss.segloss_loss_from_sums, SegLoss.segloss_loss_from_sums)
+    sameSignature(CSegLoss.segloss_backward_from_sums, SegLoss.segloss_backward_from_sums)
 }

@@ -85,6 +85,55 @@ extension GeneralLoss {
     /// The number of sums each segment has in `sums` outputs.
     public static let sumsPerSegment = 6
 
+    // MARK: The split-phase calls (data-parallel: sums all-reduced between the phases)
+
+    /// This slice's sums into `sums` (segmentCount · sumsPerSegment doubles): its own
+    /// segments' sums, zeros for the segments of other slices' samples.
+    public func sumsCall(_ inputs: TensorInputs, into sums: UnsafeMutablePointer<Double>) throws(SegLossError) {
+        let segmentSums = try statistics(inputs)
+        write(FinalizedLoss(loss: 0, scores: [], coefficients: []), segmentSums, scores: nil, sums: sums)
+    }
+
+    /// The sums of `sums` (as `sumsCall` writes them, added up across slices).
+    /// - Throws: `.invalidArgument` for a sum that is negative, NaN or infinite.
+    public func readSums(_ sums: UnsafePointer<Double>) throws(SegLossError) -> [KernelSums] {
+        var result = [KernelSums](repeating: KernelSums(), count: segmentCount)
+        for index in result.indices {
+            let row = sums + index &* Self.sumsPerSegment
+            for k in 0..<Self.sumsPerSegment where !(row[k].isFinite && row[k] >= 0) {
+                throw .invalidArgument
+            }
+            result[index].truePositive = row[0]
+            result[index].falsePositive = row[1]
+            result[index].falseNegative = row[2]
+            result[index].squaredError = row[3]
+            result[index].elementSum = row[4]
+            result[index].validCount = row[5]
+        }
+        return result
+    }
+
+    /// The loss (and the segments' scores) from all-reduced sums.
+    public func lossFromSumsCall(
+        _ sums: UnsafePointer<Double>, scores: UnsafeMutablePointer<Double>?
+    ) throws(SegLossError) -> Double {
+        let finalized = finalize(try readSums(sums))
+        write(finalized, [], scores: scores, sums: nil)
+        return finalized.loss
+    }
+
+    /// gradLoss · d loss / d pred of this slice's elements, from all-reduced sums.
+    public func backwardFromSumsCall(
+        _ inputs: TensorInputs, sums: UnsafePointer<Double>, gradLoss: Double,
+        into grad: UnsafeMutableRawPointer
+    ) throws(SegLossError) {
+        guard gradLoss.isFinite else { throw .invalidArgument }
+        let finalized = finalize(try readSums(sums), gradLoss: gradLoss)
+        // The slice's own inputs are checked as every pass checks them, before any write.
+        _ = try statistics(inputs)
+        gradient(inputs, finalized, into: grad)
+    }
+
     private func write(
         _ finalized: FinalizedLoss, _ segmentSums: [KernelSums],
         scores: UnsafeMutablePointer<Double>?, sums: UnsafeMutablePointer<Double>?

@@ -56,19 +56,30 @@ public struct GeneralLoss: Sendable {
     let threads: Int
     /// Whether the seed's loss may take the flat passes (tests turn it off to compare).
     let allowsSeedPath: Bool
+    /// This call's samples are samples sampleOffset ..< sampleOffset + batch of a batch of
+    /// totalBatch, split across processes (the split-phase API); 0 and batch otherwise.
+    public let sampleOffset: Int
+    public let totalBatch: Int
 
     /// - Throws: `.invalidOptions` when the options break a rule of segloss_options.
     public init(
         options: LossOptions, shape: TensorShape, level: KernelLevel = .active,
-        threads: Int = WorkerThreads.count, allowsSeedPath: Bool = true
+        threads: Int = WorkerThreads.count, allowsSeedPath: Bool = true,
+        slice: (sampleOffset: Int, totalBatch: Int)? = nil
     ) throws(SegLossError) {
         try options.validate(channels: shape.channels)
+        let (offset, total) = slice ?? (0, shape.batch)
+        guard offset >= 0, total >= 0, offset <= total, shape.batch <= total &- offset,
+              !total.multipliedReportingOverflow(by: shape.channels).overflow
+        else { throw .invalidArgument }
+        self.sampleOffset = offset
+        self.totalBatch = total
         self.options = options
         self.shape = shape
         self.level = level
         self.threads = threads
         self.allowsSeedPath = allowsSeedPath && level.name == KernelLevel.active.name
-            && threads == WorkerThreads.count
+            && threads == WorkerThreads.count && slice == nil
     }
 
     // MARK: Segments
@@ -77,9 +88,9 @@ public struct GeneralLoss: Sendable {
     public var segmentCount: Int {
         switch options.segments {
         case .all: return 1
-        case .sample: return shape.batch
+        case .sample: return totalBatch
         case .channel: return shape.channels
-        case .sampleChannel: return shape.runs
+        case .sampleChannel: return totalBatch &* shape.channels
         }
     }
 
@@ -88,9 +99,9 @@ public struct GeneralLoss: Sendable {
     func segment(ofRun run: Int) -> Int {
         switch options.segments {
         case .all: return 0
-        case .sample: return run / shape.channels
+        case .sample: return run / shape.channels &+ sampleOffset
         case .channel: return run % shape.channels
-        case .sampleChannel: return run
+        case .sampleChannel: return run &+ sampleOffset &* shape.channels
         }
     }
 
