@@ -133,19 +133,21 @@ extension Double: KernelReal {
 
 // MARK: - Staging
 
-/// The block buffers: the raw pred (logits or probabilities), p, t, the BCE target t', the
-/// valid flag (1 or 0) and the element terms, each `kernelBlockLength` values.
+/// The block buffers: the raw pred (logits or probabilities), p and 1 - p (for logits: the
+/// sigmoids of x and -x, so that 1 - p keeps its precision where p is near 1), t, the valid
+/// flag (1 or 0) and the element terms, each `kernelBlockLength` values.
 private struct BlockBuffers<R: KernelReal> {
-    let raw, p, t, m, e: UnsafeMutablePointer<R>
+    let raw, p, q, t, m, e: UnsafeMutablePointer<R>
 
     init(_ base: UnsafeMutablePointer<R>) {
         raw = base
         p = base + kernelBlockLength
-        t = p + kernelBlockLength
+        q = p + kernelBlockLength
+        t = q + kernelBlockLength
         m = t + kernelBlockLength
         e = m + kernelBlockLength
     }
-    static var capacity: Int { 5 * kernelBlockLength }
+    static var capacity: Int { 6 * kernelBlockLength }
 }
 
 /// Reads elements `start ..< start + length` of the run into `raw`, `t` and `m`, with zeros
@@ -231,6 +233,7 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
                 let inverse = 1 / (1 + a)
                 let sigmoid = x >= 0 ? inverse : a * inverse
                 b.p[k] = sigmoid * b.m[k]
+                b.q[k] = (x >= 0 ? a * inverse : inverse) * b.m[k]
                 let ts = b.t[k] * (1 - smoothing) + smoothing / 2
                 let softplus = R.logOnePlus(a) + (x < 0 ? -x : 0)
                 let term = (1 - ts) * x + (1 + (posWeight - 1) * ts) * softplus
@@ -244,6 +247,7 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
                 let inverse = 1 / (1 + a)
                 let sigmoid = x >= 0 ? inverse : a * inverse
                 b.p[k] = sigmoid * b.m[k]
+                b.q[k] = (x >= 0 ? a * inverse : inverse) * b.m[k]
             }
         } else {
             for k in 0..<padded {
@@ -268,7 +272,8 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         }
         badPred |= invalidPred
         badTarget |= invalidTarget
-        let p = options.logits ? b.p : b.raw
+        let logits = options.logits
+        let p = logits ? b.p : b.raw
         let withElements = options.bce
         var tp = SIMD16<R>(), fp = SIMD16<R>(), fn = SIMD16<R>(), sq = SIMD16<R>()
         var es = SIMD16<R>(), valid = SIMD16<R>()
@@ -276,10 +281,13 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         while k < padded {
             let pv = UnsafeRawPointer(p + k).loadUnaligned(as: SIMD16<R>.self)
             let tv = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
+            let qv = logits ? UnsafeRawPointer(b.q + k).loadUnaligned(as: SIMD16<R>.self) : 1 - pv
             tp += pv * tv
             fp += pv * (1 - tv)
-            fn += (1 - pv) * tv
-            let d = pv - tv
+            fn += qv * tv
+            // p - t, taken as (1 - t) - (1 - p) where t is near 1 and so p, for a good
+            // prediction, too: there 1 - p is the precise value.
+            let d = (pv - tv).replacing(with: (1 - tv) - qv, where: tv .> 0.5)
             sq += d * d
             if withElements { es += UnsafeRawPointer(b.e + k).loadUnaligned(as: SIMD16<R>.self) }
             valid += UnsafeRawPointer(b.m + k).loadUnaligned(as: SIMD16<R>.self)
