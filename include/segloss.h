@@ -234,9 +234,11 @@ SEGLOSS_API segloss_status segloss_bce_dice_forward_backward(const float *pred,
  *
  *   E, the element term (SEGLOSS_ELEMENT_BCE), mean (or sum) over valid elements of
  *     probabilities:  e_i = -( w_c t'_i max(log p_i, -100) + (1 - t'_i) max(log(1 - p_i), -100) )
- *                     (torch.nn.BCELoss, extended with pos_weight)
+ *                     (torch.nn.BCELoss, extended with pos_weight), whose gradient is, as
+ *                     PyTorch's, (p_i (1 + (w_c - 1) t'_i) - w_c t'_i) / max(p_i (1 - p_i), 1e-12)
  *     logits:         e_i = (1 - t'_i) x_i + (1 + (w_c - 1) t'_i) (log(1 + exp(-|x_i|)) + max(-x_i, 0))
- *                     (torch.nn.BCEWithLogitsLoss: stable for every finite logit x_i)
+ *                     (torch.nn.BCEWithLogitsLoss: stable for every finite logit x_i), whose
+ *                     gradient is sigmoid(x_i) (1 + (w_c - 1) t'_i) - w_c t'_i
  *
  *   R, the region term: per segment, from its sums over valid elements
  *     TP = sum p t,  FP = sum p (1 - t),  FN = sum (1 - p) t,  SQ = sum (p - t)^2
@@ -248,12 +250,18 @@ SEGLOSS_API segloss_status segloss_bce_dice_forward_backward(const float *pred,
  *       TVERSKY:         (TP + n) / (TP + alpha FP + beta FN + d)
  *     the segment's loss:  1 - score, or max(1 - score, 0)^gamma for gamma != 1 (focal),
  *                          or with log_loss  -log(max(score, log_min));
- *     1 - score is evaluated as (D - N) / D with D - N summed from non-negative terms, so a
- *     loss near 0 keeps its relative precision.
- *     Where a clamp (denominator_min, log_min, the 0 of the focal form) is active, the
- *     loss does not depend on what it clamps: the gradient through it is 0.
- *     A segment is empty when its T = TP + FN is 0; empty_policy says what its loss is.
- *     R = mean (or sum) over the segments of channel_weights[c] * loss_segment.
+ *     1 - score is evaluated as (D - N) / D with D - N = (FP + FN, alpha FP + beta FN or SQ)
+ *     + d - n, from sums of non-negative terms (and, with logits, 1 - p = sigmoid(-x)), so a
+ *     loss near 0 keeps its relative precision. (With n > d a score can exceed 1 and the
+ *     loss be negative, as in the formula.)
+ *     Where a clamp (D < denominator_min, score < log_min, 1 - score < 0 in the focal form)
+ *     is active, the loss does not depend on what it clamps: the gradient through it is 0.
+ *     At equality the clamp is not active (as torch.clamp_min passes the gradient there).
+ *     A segment is empty when its T = TP + FN (over valid elements) is 0; empty_policy says
+ *     what its loss is.
+ *     R = mean (or sum) over the segments of channel_weights[c] * loss_segment; the mean
+ *     divides by the number of (counted) segments, not by the weights' sum (MONAI's
+ *     convention).
  *
  * Which elements one region score covers (segments):
  *   SEGLOSS_SEGMENT_ALL             the whole tensor, 1 segment (the flat functions above)
@@ -345,8 +353,8 @@ typedef struct segloss_options {
     int segments;             /* segloss_segments: ALL */
     int empty_policy;         /* segloss_empty_policy: KEEP */
     int reduction;            /* segloss_reduction: MEAN */
-    int squared;              /* 0; 1: squared denominator (MONAI's squared_pred) */
-    int log_loss;             /* 0; 1: region loss -log(max(score, log_min)) (smp's log_loss) */
+    int squared;              /* 0 or 1: squared denominator (MONAI's squared_pred) */
+    int log_loss;             /* 0 or 1: region loss -log(max(score, log_min)) (smp's log_loss) */
     double element_weight;    /* 0.5 */
     double region_weight;     /* 0.5 */
     double smooth_nr;         /* 1: added to the score's numerator */
@@ -360,7 +368,8 @@ typedef struct segloss_options {
     double label_smoothing;   /* 0: BCE targets moved toward 0.5 by this factor */
     const double *pos_weight;      /* NULL, or C finite values >= 0: BCE weight of t = 1 */
     const double *channel_weights; /* NULL, or C finite values >= 0: weight of each segment's
-                                      region loss by its channel (not with ALL or SAMPLE) */
+                                      region loss by its channel (not with ALL or SAMPLE;
+                                      allowed, and unused, with REGION_NONE) */
 } segloss_options;
 
 /* The layout and element types of pred, target and mask. */
@@ -392,13 +401,19 @@ SEGLOSS_API segloss_status segloss_segment_count(const segloss_options *options,
  *   mask            NULL, or the valid-element bytes (shape->mask_layout)
  *   loss            out: the loss
  *   segment_scores  NULL, or out: one score per segment (the Dice, Jaccard or Tversky
- *                   index, as defined above, empty segments included; the Dice index
- *                   with REGION_NONE)
+ *                   index, as defined above, empty segments included; with REGION_NONE the
+ *                   Dice index with the options' smooth_nr, smooth_dr and denominator_min)
  *   segment_sums    NULL, or out: SEGLOSS_SUMS_PER_SEGMENT doubles per segment
- * Outputs are written on SEGLOSS_OK only.
- * Returns SEGLOSS_OK, NULL_POINTER, EMPTY_INPUT, COUNT_TOO_LARGE, INVALID_OPTIONS,
- * INVALID_SHAPE, PRED_OUT_OF_RANGE (a probability outside [0, 1], or a logit that is NaN or
- * infinite), TARGET_OUT_OF_RANGE (outside [0, 1], NaN, or a uint8 other than 0 and 1). */
+ * Outputs are written on SEGLOSS_OK only. The seed's loss (the options' defaults, float32
+ * pred and target, no mask) takes the flat functions' passes unless segment outputs are
+ * asked for; the two paths agree to the last bits of float32 rounding, not bitwise.
+ * Returns SEGLOSS_OK, NULL_POINTER, EMPTY_INPUT, COUNT_TOO_LARGE (N*C*S times the size of
+ * the widest dtype exceeds PTRDIFF_MAX), INVALID_OPTIONS, INVALID_SHAPE, PRED_OUT_OF_RANGE
+ * (a probability outside [0, 1], or a logit that is NaN or infinite), TARGET_OUT_OF_RANGE
+ * (outside [0, 1], NaN, or a uint8 other than 0 and 1). With several faults, the first in
+ * this order: a NULL pointer; the options' own fields (INVALID_OPTIONS); the shape's dtypes
+ * (INVALID_SHAPE); its dimensions (EMPTY_INPUT, COUNT_TOO_LARGE); pos_weight and
+ * channel_weights (INVALID_OPTIONS); the slice and grad_loss (INVALID_ARGUMENT); the data. */
 SEGLOSS_API segloss_status segloss_forward(const segloss_options *options,
                                            const segloss_shape *shape, const void *pred,
                                            const void *target, const unsigned char *mask,

@@ -139,8 +139,8 @@ public func segloss_backward_from_sums(
 // MARK: - Reading the structs
 
 /// The loss the C structs describe, checked in the header's order: NULL pointers, the
-/// options' own fields, the shape's types, its dimensions, then the options against the
-/// shape (per-channel arrays).
+/// options' own fields, the shape's types, its dimensions, the per-channel arrays, then the
+/// slice.
 private func generalLoss(
     _ options: UnsafePointer<segloss_options>?, _ shape: UnsafePointer<segloss_shape>?, hasMask: Bool,
     slice: UnsafePointer<segloss_slice>? = nil
@@ -148,6 +148,7 @@ private func generalLoss(
     guard let options, let shape else { throw .nullPointer }
     let c = try checkedOptions(options)
     var lossOptions = try scalarOptions(c)
+    try lossOptions.validate(channels: nil)
     let s = shape.pointee
     guard let predType = ElementType(rawValue: s.pred_dtype), predType != .uint8,
           let targetType = ElementType(rawValue: s.target_dtype),

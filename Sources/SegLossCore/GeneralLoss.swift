@@ -269,7 +269,7 @@ public struct GeneralLoss: Sendable {
         }
         var dLossDScore: Double
         if o.logLoss {
-            if result.score > o.logMin {
+            if result.score >= o.logMin {
                 result.loss = -log1pOf(-oneMinusScore)
                 dLossDScore = -1 / result.score
             } else {

@@ -39,9 +39,10 @@ public struct LossOptions: Sendable, Equatable {
 
     public init() {}
 
-    /// Checks the rules of segloss_options for tensors of `channels` channels.
+    /// Checks the rules of segloss_options; the per-channel arrays' lengths and values too
+    /// when `channels` is given.
     /// - Throws: `.invalidOptions`.
-    public func validate(channels: Int) throws(SegLossError) {
+    public func validate(channels: Int?) throws(SegLossError) {
         func nonNegative(_ value: Double) -> Bool { value.isFinite && value >= 0 }
         guard nonNegative(elementWeight), nonNegative(regionWeight), nonNegative(smoothNr),
               nonNegative(smoothDr), nonNegative(alpha), nonNegative(beta), nonNegative(denominatorMin),
@@ -52,6 +53,7 @@ public struct LossOptions: Sendable, Equatable {
               !squared || region == .dice || region == .jaccard,
               !logLoss || gamma == 1
         else { throw .invalidOptions }
+        guard let channels else { return }
         if let posWeight {
             guard bce, posWeight.count == channels, posWeight.allSatisfy({ nonNegative($0) }) else {
                 throw .invalidOptions
