@@ -294,3 +294,70 @@ private func runGeneralLossOnly(
     }
     return (value, grad)
 }
+
+/// The split-phase calls: a batch cut into slices whose sums are added up (the all-reduce of
+/// a data-parallel job) gives the loss and gradient of the whole batch, for every segments
+/// mode and empty policy.
+@Suite struct SplitPhaseTests {
+    static let modes: [(Segmentation, EmptyPolicy)] = [
+        (.all, .keep), (.sample, .exclude), (.channel, .zero), (.sampleChannel, .keep),
+        (.sampleChannel, .exclude), (.sample, .zero),
+    ]
+
+    @Test(arguments: 0..<modes.count)
+    func slicesAddUpToTheWholeBatch(mode: Int) throws {
+        var o = LossOptions()
+        o.logits = true
+        (o.segments, o.emptyPolicy) = Self.modes[mode]
+        let c = GeneralCase(name: "split", options: o, batch: 5, channels: 3, spatial: 900, predType: .float64,
+                            mask: .perPixel)
+        let inputs = GeneralInputs(c, seed: 31)
+        let whole = try GeneralLoss(options: o, shape: c.shape)
+        var wholeGrad = [Double](repeating: 0, count: 5 * 3 * 900)
+        let wholeLoss = try inputs.with(c.shape) { x in
+            try wholeGrad.withUnsafeMutableBytes { try whole.forwardBackwardCall(x, into: $0.baseAddress!) }
+        }
+        let slices = [0..<2, 2..<3, 3..<5]
+        func slice(_ range: Range<Int>) throws -> (GeneralLoss, GeneralInputs) {
+            let shape = try TensorShape(batch: range.count, channels: 3, spatial: 900, predType: .float64,
+                                        targetType: .float32, maskPerPixel: true)
+            let loss = try GeneralLoss(options: o, shape: shape, slice: (range.lowerBound, 5))
+            var part = inputs
+            part.pred = Array(inputs.pred[(range.lowerBound * 2700 * 8)..<(range.upperBound * 2700 * 8)])
+            part.target = Array(inputs.target[(range.lowerBound * 2700 * 4)..<(range.upperBound * 2700 * 4)])
+            part.mask = Array(inputs.mask![(range.lowerBound * 900)..<(range.upperBound * 900)])
+            return (loss, part)
+        }
+        let length = whole.segmentCount * GeneralLoss.sumsPerSegment
+        var total = [Double](repeating: 0, count: length)
+        for range in slices {
+            let (loss, part) = try slice(range)
+            #expect(loss.segmentCount == whole.segmentCount)
+            var sums = [Double](repeating: .nan, count: length)
+            try part.with(loss.shape) { x in try loss.sumsCall(x, into: &sums) }
+            for i in 0..<length { total[i] += sums[i] }
+        }
+        for range in slices {
+            let (loss, part) = try slice(range)
+            let value = try loss.lossFromSumsCall(total, scores: nil)
+            #expect(abs(value - wholeLoss) <= 1e-12 * abs(wholeLoss), "\(value) vs \(wholeLoss)")
+            var grad = [Double](repeating: .nan, count: range.count * 2700)
+            try part.with(loss.shape) { x in
+                try grad.withUnsafeMutableBytes {
+                    try loss.backwardFromSumsCall(x, sums: total, gradLoss: 1, into: $0.baseAddress!)
+                }
+            }
+            for i in grad.indices {
+                let expected = wholeGrad[range.lowerBound * 2700 + i]
+                #expect(abs(grad[i] - expected) <= 1e-12 * abs(expected) + 1e-18, "element \(i)")
+            }
+        }
+        // A sum that no slice can have is refused.
+        total[0] = -1
+        let (loss, _) = try slice(0..<2)
+        #expect(throws: SegLossError.invalidArgument) { try loss.lossFromSumsCall(total, scores: nil) }
+        #expect(throws: SegLossError.invalidArgument) {
+            try GeneralLoss(options: o, shape: c.shape, slice: (1, 5))
+        }
+    }
+}
