@@ -64,7 +64,7 @@ extension GeneralLoss {
                 into: grad.assumingMemoryBound(to: Float.self))
             return
         }
-        _ = try backward(inputs, gradLoss: gradLoss, into: grad)
+        _ = try backward(inputs, gradLoss: gradLoss, into: grad, withLoss: false)
     }
 
     /// The loss, and d loss / d pred into `grad`.
@@ -130,7 +130,7 @@ extension GeneralLoss {
         guard gradLoss.isFinite else { throw .invalidArgument }
         let finalized = finalize(try readSums(sums), gradLoss: gradLoss)
         // The slice's own inputs are checked as every pass checks them, before any write.
-        _ = try statistics(inputs)
+        _ = try statistics(inputs, elementTerms: false)
         gradient(inputs, finalized, into: grad)
     }
 

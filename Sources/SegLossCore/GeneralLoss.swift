@@ -123,9 +123,10 @@ public struct GeneralLoss: Sendable {
 
     /// The sums of every segment, in segment order.
     /// - Throws: `.predOutOfRange`, `.targetOutOfRange`.
-    public func statistics(_ inputs: TensorInputs) throws(SegLossError) -> [KernelSums] {
+    /// Without `elementTerms`, the element sums are 0 (a backward call needs no loss).
+    public func statistics(_ inputs: TensorInputs, elementTerms: Bool = true) throws(SegLossError) -> [KernelSums] {
         let plan = WorkPlan(shape: shape, sameSegment: { a, b in segment(ofRun: a) == segment(ofRun: b) })
-        let channelOptions = elementOptions(bce: usesElementTerm)
+        let channelOptions = elementOptions(bce: usesElementTerm && elementTerms)
         var totals = [KernelSums](repeating: KernelSums(), count: segmentCount)
         let perItem = plan.maximumRecordsPerItem
         let roundLength = max(1, min(ChunkPlan.roundLength, 8192 / perItem))
@@ -320,11 +321,12 @@ public struct GeneralLoss: Sendable {
         return (finalize(sums), sums)
     }
 
-    /// Sums, finalize, gradient: a backward (or, with gradLoss 1, a fused) call.
+    /// Sums, finalize, gradient: a backward call, or with `withLoss` (and gradLoss 1) a
+    /// fused one; without it the element terms are not summed and the loss is not complete.
     public func backward(
-        _ inputs: TensorInputs, gradLoss: Double, into grad: UnsafeMutableRawPointer
+        _ inputs: TensorInputs, gradLoss: Double, into grad: UnsafeMutableRawPointer, withLoss: Bool = true
     ) throws(SegLossError) -> (FinalizedLoss, [KernelSums]) {
-        let sums = try statistics(inputs)
+        let sums = try statistics(inputs, elementTerms: withLoss)
         let finalized = finalize(sums, gradLoss: gradLoss)
         gradient(inputs, finalized, into: grad)
         return (finalized, sums)

@@ -65,8 +65,8 @@ protocol KernelReal: BinaryFloatingPoint, SIMDScalar, Codable, StoredElement {
     static func exponential(_ x: Self) -> Self
     /// log(1 + x) for x in [0, 1].
     static func logOnePlus(_ x: Self) -> Self
-    /// The lanes' sum in double.
-    static func wideSum(_ lanes: SIMD16<Self>) -> Double
+    /// The lanes' pairwise sums (lane i and lane i + 8) in double.
+    static func widen(_ lanes: SIMD16<Self>) -> SIMD8<Double>
 }
 
 /// A type an array of the C API holds: read without alignment, converted to Float or Double.
@@ -111,10 +111,19 @@ extension Float: KernelReal {
         let u = 1 + x
         return logApprox(u, remainder: (1 - u) + x)
     }
-    @inline(__always) static func wideSum(_ lanes: SIMD16<Float>) -> Double {
-        var sum = 0.0
-        for lane in 0..<8 { sum += Double(lanes[lane]) + Double(lanes[lane &+ 8]) }
-        return sum
+    @inline(__always) static func widen(_ lanes: SIMD16<Float>) -> SIMD8<Double> {
+        // Lane by lane with constant indices, which LLVM turns into one vector conversion
+        // (the generic SIMD8<Double>(SIMD8<Float>) initializer can stay an out-of-line call).
+        var result = SIMD8<Double>()
+        result[0] = Double(lanes[0]) + Double(lanes[8])
+        result[1] = Double(lanes[1]) + Double(lanes[9])
+        result[2] = Double(lanes[2]) + Double(lanes[10])
+        result[3] = Double(lanes[3]) + Double(lanes[11])
+        result[4] = Double(lanes[4]) + Double(lanes[12])
+        result[5] = Double(lanes[5]) + Double(lanes[13])
+        result[6] = Double(lanes[6]) + Double(lanes[14])
+        result[7] = Double(lanes[7]) + Double(lanes[15])
+        return result
     }
 }
 
@@ -128,7 +137,9 @@ extension Double: KernelReal {
     }
     @inline(__always) static func exponential(_ x: Double) -> Double { exp(x) }
     @inline(__always) static func logOnePlus(_ x: Double) -> Double { log1p(x) }
-    @inline(__always) static func wideSum(_ lanes: SIMD16<Double>) -> Double { lanes.sum() }
+    @inline(__always) static func widen(_ lanes: SIMD16<Double>) -> SIMD8<Double> {
+        lanes.lowHalf + lanes.highHalf
+    }
 }
 
 // MARK: - Staging
@@ -210,7 +221,9 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
 ) -> KernelSums {
     let posWeight = R.fromDouble(options.posWeight)
     let smoothing = R.fromDouble(options.labelSmoothing)
-    var sums = KernelSums()
+    // Double lanes, added to once per block and summed once per run.
+    var tpSum = SIMD8<Double>(), fpSum = SIMD8<Double>(), fnSum = SIMD8<Double>()
+    var sqSum = SIMD8<Double>(), elementSum = SIMD8<Double>(), validSum = SIMD8<Double>()
     var badPred: UInt32 = 0, badTarget: UInt32 = 0
     forEachRunBlock(input.count) { (start, length, padded, buffers: BlockBuffers<R>) in
         stage(input, start, length, padded, buffers, R.self, T.self)
@@ -285,21 +298,28 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
             tp += pv * tv
             fp += pv * (1 - tv)
             fn += qv * tv
-            // p - t, taken as (1 - t) - (1 - p) where t is near 1 and so p, for a good
-            // prediction, too: there 1 - p is the precise value.
-            let d = (pv - tv).replacing(with: (1 - tv) - qv, where: tv .> 0.5)
+            // p - t as (1 - t)p - t(1 - p): equal, and where t is near 1 (and so p, for a good
+            // prediction) it takes the precise 1 - p.
+            let d = (1 - tv) * pv - tv * qv
             sq += d * d
             if withElements { es += UnsafeRawPointer(b.e + k).loadUnaligned(as: SIMD16<R>.self) }
             valid += UnsafeRawPointer(b.m + k).loadUnaligned(as: SIMD16<R>.self)
             k &+= 16
         }
-        sums.truePositive += R.wideSum(tp)
-        sums.falsePositive += R.wideSum(fp)
-        sums.falseNegative += R.wideSum(fn)
-        sums.squaredError += R.wideSum(sq)
-        sums.elementSum += R.wideSum(es)
-        sums.validCount += R.wideSum(valid)
+        tpSum += R.widen(tp)
+        fpSum += R.widen(fp)
+        fnSum += R.widen(fn)
+        sqSum += R.widen(sq)
+        elementSum += R.widen(es)
+        validSum += R.widen(valid)
     }
+    var sums = KernelSums()
+    sums.truePositive = tpSum.sum()
+    sums.falsePositive = fpSum.sum()
+    sums.falseNegative = fnSum.sum()
+    sums.squaredError = sqSum.sum()
+    sums.elementSum = elementSum.sum()
+    sums.validCount = validSum.sum()
     sums.invalidPred = badPred != 0
     sums.invalidTarget = badTarget != 0
     return sums
