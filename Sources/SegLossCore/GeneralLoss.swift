@@ -125,8 +125,22 @@ public struct GeneralLoss: Sendable {
     /// - Throws: `.predOutOfRange`, `.targetOutOfRange`.
     /// Without `elementTerms`, the element sums are 0 (a backward call needs no loss).
     public func statistics(_ inputs: TensorInputs, elementTerms: Bool = true) throws(SegLossError) -> [KernelSums] {
-        let plan = WorkPlan(shape: shape, sameSegment: { a, b in segment(ofRun: a) == segment(ofRun: b) })
         let channelOptions = elementOptions(bce: usesElementTerm && elementTerms)
+        let totals = sumBySegment { run, start, count in
+            level.generalStatistics(
+                inputs.kernelInput(run: run, start: start, count: count), channelOptions[run % shape.channels])
+        }
+        if totals.contains(where: { $0.invalidPred }) { throw .predOutOfRange }
+        if totals.contains(where: { $0.invalidTarget }) { throw .targetOutOfRange }
+        return totals
+    }
+
+    /// Runs `span(run, start, count)` for every span of every work item, on the worker
+    /// threads, and adds up its results by segment: within an item in span order, then the
+    /// items in item order, so the sums do not depend on the thread count. Scratch: one round
+    /// of items' records.
+    func sumBySegment(_ span: (Int, Int, Int) -> KernelSums) -> [KernelSums] {
+        let plan = WorkPlan(shape: shape, sameSegment: { a, b in segment(ofRun: a) == segment(ofRun: b) })
         var totals = [KernelSums](repeating: KernelSums(), count: segmentCount)
         let perItem = plan.maximumRecordsPerItem
         let roundLength = max(1, min(ChunkPlan.roundLength, 8192 / perItem))
@@ -146,9 +160,7 @@ public struct GeneralLoss: Sendable {
                 let base = (item &- round.lowerBound) &* perItem
                 var n = 0
                 plan.forEachSpan(item) { run, start, count in
-                    let sums = level.generalStatistics(
-                        inputs.kernelInput(run: run, start: start, count: count),
-                        channelOptions[run % shape.channels])
+                    let sums = span(run, start, count)
                     let segment = segment(ofRun: run)
                     if n > 0 && recordSegments[base &+ n &- 1] == segment {
                         records[base &+ n &- 1].add(sums)
@@ -168,8 +180,6 @@ public struct GeneralLoss: Sendable {
             }
             first = round.upperBound
         }
-        if totals.contains(where: { $0.invalidPred }) { throw .predOutOfRange }
-        if totals.contains(where: { $0.invalidTarget }) { throw .targetOutOfRange }
         return totals
     }
 
@@ -299,18 +309,33 @@ public struct GeneralLoss: Sendable {
     // MARK: Step 3: gradient
 
     /// Writes every element's gradient into `grad` (pred's type; may be pred's memory).
-    public func gradient(_ inputs: TensorInputs, _ finalized: FinalizedLoss, into grad: UnsafeMutableRawPointer) {
-        let plan = WorkPlan(shape: shape, sameSegment: { a, b in segment(ofRun: a) == segment(ofRun: b) })
-        let channelOptions = elementOptions(bce: usesElementTerm)
+    /// With `elementSums`, also returns each segment's element-term sum (the statistics
+    /// pass's, bit for bit): a fused call takes them from here, where the logs overlap this
+    /// pass's memory traffic.
+    @discardableResult
+    public func gradient(
+        _ inputs: TensorInputs, _ finalized: FinalizedLoss, into grad: UnsafeMutableRawPointer,
+        elementSums: Bool = false
+    ) -> [Double] {
+        let channelOptions = elementOptions(bce: elementSums && usesElementTerm)
         let size = shape.predType.size
-        ChunkPlan(chunks: plan.items, threads: threads).forEach(chunksIn: 0..<plan.items) { item in
-            plan.forEachSpan(item) { run, start, count in
-                level.generalGradient(
-                    inputs.kernelInput(run: run, start: start, count: count),
-                    channelOptions[run % shape.channels],
-                    finalized.coefficients[segment(ofRun: run)], grad + start &* size)
-            }
+        let span = { (run: Int, start: Int, count: Int) -> Double in
+            level.generalGradient(
+                inputs.kernelInput(run: run, start: start, count: count), channelOptions[run % shape.channels],
+                finalized.coefficients[segment(ofRun: run)], grad + start &* size)
         }
+        guard elementSums && usesElementTerm else {
+            let plan = WorkPlan(shape: shape, sameSegment: { a, b in segment(ofRun: a) == segment(ofRun: b) })
+            ChunkPlan(chunks: plan.items, threads: threads).forEach(chunksIn: 0..<plan.items) { item in
+                plan.forEachSpan(item) { _ = span($0, $1, $2) }
+            }
+            return [Double](repeating: 0, count: segmentCount)
+        }
+        return sumBySegment { run, start, count in
+            var sums = KernelSums()
+            sums.elementSum = span(run, start, count)
+            return sums
+        }.map(\.elementSum)
     }
 
     // MARK: The calls
@@ -323,12 +348,18 @@ public struct GeneralLoss: Sendable {
 
     /// Sums, finalize, gradient: a backward call, or with `withLoss` (and gradLoss 1) a
     /// fused one; without it the element terms are not summed and the loss is not complete.
+    /// The element sums come from the gradient pass (the coefficients do not need them), and
+    /// the loss is finalized again with them.
     public func backward(
         _ inputs: TensorInputs, gradLoss: Double, into grad: UnsafeMutableRawPointer, withLoss: Bool = true
     ) throws(SegLossError) -> (FinalizedLoss, [KernelSums]) {
-        let sums = try statistics(inputs, elementTerms: withLoss)
-        let finalized = finalize(sums, gradLoss: gradLoss)
-        gradient(inputs, finalized, into: grad)
+        var sums = try statistics(inputs, elementTerms: false)
+        var finalized = finalize(sums, gradLoss: gradLoss)
+        let elementSums = gradient(inputs, finalized, into: grad, elementSums: withLoss)
+        if withLoss && usesElementTerm {
+            for index in sums.indices { sums[index].elementSum = elementSums[index] }
+            finalized.loss = finalize(sums, gradLoss: gradLoss).loss
+        }
         return (finalized, sums)
     }
 }

@@ -21,7 +21,7 @@ public struct KernelLevel: Sendable {
     public typealias GeneralStatistics = @Sendable (KernelInput, ElementOptions) -> KernelSums
     public typealias GeneralGradient = @Sendable (
         KernelInput, ElementOptions, KernelCoefficients, UnsafeMutableRawPointer
-    ) -> Void
+    ) -> Double
 
     /// "baseline", "avx2" or "avx512".
     public let name: String

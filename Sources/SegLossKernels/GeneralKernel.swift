@@ -32,20 +32,22 @@ public func generalStatisticsKernel(_ input: KernelInput, _ options: ElementOpti
 }
 
 /// Writes the gradient of one run's elements into `grad` (pred's type; may be pred itself):
-/// 0 for masked elements.
+/// 0 for masked elements. With `options.bce` it also returns the sum of the run's element
+/// terms, bitwise the same as the statistics kernel's: a fused call sums them here, where
+/// their logs overlap this pass's memory traffic.
 @inline(never)
 public func generalGradientKernel(
     _ input: KernelInput, _ options: ElementOptions, _ coefficients: KernelCoefficients,
     _ grad: UnsafeMutableRawPointer
-) {
+) -> Double {
     switch (input.predType, input.targetType) {
-    case (.float32, .float32): runGradient(input, options, coefficients, grad, Float.self, Float.self)
-    case (.float32, .float64): runGradient(input, options, coefficients, grad, Float.self, Double.self)
-    case (.float32, .uint8): runGradient(input, options, coefficients, grad, Float.self, UInt8.self)
-    case (.float64, .float32): runGradient(input, options, coefficients, grad, Double.self, Float.self)
-    case (.float64, .float64): runGradient(input, options, coefficients, grad, Double.self, Double.self)
-    case (.float64, .uint8): runGradient(input, options, coefficients, grad, Double.self, UInt8.self)
-    default: return
+    case (.float32, .float32): return runGradient(input, options, coefficients, grad, Float.self, Float.self)
+    case (.float32, .float64): return runGradient(input, options, coefficients, grad, Float.self, Double.self)
+    case (.float32, .uint8): return runGradient(input, options, coefficients, grad, Float.self, UInt8.self)
+    case (.float64, .float32): return runGradient(input, options, coefficients, grad, Double.self, Float.self)
+    case (.float64, .float64): return runGradient(input, options, coefficients, grad, Double.self, Double.self)
+    case (.float64, .uint8): return runGradient(input, options, coefficients, grad, Double.self, UInt8.self)
+    default: return 0
     }
 }
 
@@ -65,6 +67,8 @@ protocol KernelReal: BinaryFloatingPoint, SIMDScalar, Codable, StoredElement {
     static func exponential(_ x: Self) -> Self
     /// log(1 + x) for x in [0, 1].
     static func logOnePlus(_ x: Self) -> Self
+    /// The value's bits folded into 32 (0 exactly for +0).
+    static func orBits(_ x: Self) -> UInt32
     /// The lanes' pairwise sums (lane i and lane i + 8) in double.
     static func widen(_ lanes: SIMD16<Self>) -> SIMD8<Double>
 }
@@ -111,6 +115,7 @@ extension Float: KernelReal {
         let u = 1 + x
         return logApprox(u, remainder: (1 - u) + x)
     }
+    @inline(__always) static func orBits(_ x: Float) -> UInt32 { x.bitPattern }
     @inline(__always) static func widen(_ lanes: SIMD16<Float>) -> SIMD8<Double> {
         // Lane by lane with constant indices, which LLVM turns into one vector conversion
         // (the generic SIMD8<Double>(SIMD8<Float>) initializer can stay an out-of-line call).
@@ -137,6 +142,9 @@ extension Double: KernelReal {
     }
     @inline(__always) static func exponential(_ x: Double) -> Double { exp(x) }
     @inline(__always) static func logOnePlus(_ x: Double) -> Double { log1p(x) }
+    @inline(__always) static func orBits(_ x: Double) -> UInt32 {
+        UInt32(truncatingIfNeeded: x.bitPattern | (x.bitPattern &>> 32))
+    }
     @inline(__always) static func widen(_ lanes: SIMD16<Double>) -> SIMD8<Double> {
         lanes.lowHalf + lanes.highHalf
     }
@@ -232,64 +240,35 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         // reload them at each step and not vectorize the loop.
         let b = BlockBuffers(buffers.raw)
         let posWeight = posWeight, smoothing = smoothing
-        var invalidTarget: UInt32 = 0, invalidPred: UInt32 = 0, softTargets: UInt32 = 0
+        var invalidTarget: UInt32 = 0, invalidPred: UInt32 = 0
         for k in 0..<padded {
             let y = b.t[k]
             invalidTarget |= (y >= 0 ? 0 : 1) | (y <= 1 ? 0 : 1)
-            softTargets |= y * (1 - y) == 0 ? 0 : 1
         }
-        if options.logits && options.bce {
+        if options.logits {
             for k in 0..<padded {
                 let x = b.raw[k]
                 invalidPred |= (x - x == 0) ? 0 : 1   // NaN for NaN and ±inf
                 let a = R.exponential(-x.magnitude)
                 let inverse = 1 / (1 + a)
-                let sigmoid = x >= 0 ? inverse : a * inverse
-                b.p[k] = sigmoid * b.m[k]
+                b.p[k] = (x >= 0 ? inverse : a * inverse) * b.m[k]
                 b.q[k] = (x >= 0 ? a * inverse : inverse) * b.m[k]
-                let ts = b.t[k] * (1 - smoothing) + smoothing / 2
-                let softplus = R.logOnePlus(a) + (x < 0 ? -x : 0)
-                let term = (1 - ts) * x + (1 + (posWeight - 1) * ts) * softplus
-                b.e[k] = term * b.m[k]
-            }
-        } else if options.logits {
-            for k in 0..<padded {
-                let x = b.raw[k]
-                invalidPred |= (x - x == 0) ? 0 : 1
-                let a = R.exponential(-x.magnitude)
-                let inverse = 1 / (1 + a)
-                let sigmoid = x >= 0 ? inverse : a * inverse
-                b.p[k] = sigmoid * b.m[k]
-                b.q[k] = (x >= 0 ? a * inverse : inverse) * b.m[k]
+                b.e[k] = a
             }
         } else {
             for k in 0..<padded {
                 let x = b.raw[k]
                 invalidPred |= (x >= 0 ? 0 : 1) | (x <= 1 ? 0 : 1)
             }
-            if options.bce && softTargets == 0 && smoothing == 0 {
-                // Targets all 0 or 1: one log per element (the same value as the form below).
-                for k in 0..<padded {
-                    let positive = b.t[k] > 0.5
-                    let term = -(positive ? posWeight : 1) * R.clampedLogOfClass(b.raw[k], positive: positive)
-                    b.e[k] = term * b.m[k]
-                }
-            } else if options.bce {
-                for k in 0..<padded {
-                    let p = b.raw[k]
-                    let ts = b.t[k] * (1 - smoothing) + smoothing / 2
-                    let term = -(posWeight * ts * R.clampedLog(p) + (1 - ts) * R.clampedLogOneMinus(p))
-                    b.e[k] = term * b.m[k]
-                }
-            }
         }
+        let elementLanes = options.bce
+            ? blockElementSum(b, padded, options.logits, posWeight, smoothing) : SIMD16<R>()
         badPred |= invalidPred
         badTarget |= invalidTarget
         let logits = options.logits
         let p = logits ? b.p : b.raw
-        let withElements = options.bce
         var tp = SIMD16<R>(), fp = SIMD16<R>(), fn = SIMD16<R>(), sq = SIMD16<R>()
-        var es = SIMD16<R>(), valid = SIMD16<R>()
+        var valid = SIMD16<R>()
         var k = 0
         while k < padded {
             let pv = UnsafeRawPointer(p + k).loadUnaligned(as: SIMD16<R>.self)
@@ -302,7 +281,6 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
             // prediction) it takes the precise 1 - p.
             let d = (1 - tv) * pv - tv * qv
             sq += d * d
-            if withElements { es += UnsafeRawPointer(b.e + k).loadUnaligned(as: SIMD16<R>.self) }
             valid += UnsafeRawPointer(b.m + k).loadUnaligned(as: SIMD16<R>.self)
             k &+= 16
         }
@@ -310,7 +288,7 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         fpSum += R.widen(fp)
         fnSum += R.widen(fn)
         sqSum += R.widen(sq)
-        elementSum += R.widen(es)
+        elementSum += R.widen(elementLanes)
         validSum += R.widen(valid)
     }
     var sums = KernelSums()
@@ -325,17 +303,68 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     return sums
 }
 
+/// The sum of a staged block's element terms, in the computation type's 16 lanes; the same
+/// arithmetic for the statistics and the gradient kernel, so both give the same bits. With
+/// logits, `e` holds e^-|x| on entry (both kernels compute it for the sigmoid).
+@inline(__always)
+private func blockElementSum<R: KernelReal>(
+    _ b: BlockBuffers<R>, _ padded: Int, _ logits: Bool, _ posWeight: R, _ smoothing: R
+) -> SIMD16<R> {
+    if logits {
+        for k in 0..<padded {
+            let x = b.raw[k], a = b.e[k]
+            let ts = b.t[k] * (1 - smoothing) + smoothing / 2
+            let softplus = R.logOnePlus(a) + (x < 0 ? -x : 0)
+            let term = (1 - ts) * x + (1 + (posWeight - 1) * ts) * softplus
+            b.e[k] = term * b.m[k]
+        }
+    } else {
+        // The OR of the bits of t(1 - t), 0 exactly when every t is 0 or 1. (An OR of 0/1
+        // flags becomes a scalar search that stops at the first soft target, and a float
+        // maximum is no reduction LLVM vectorizes.)
+        var softBits: UInt32 = 0
+        for k in 0..<padded {
+            let y = b.t[k]
+            softBits |= R.orBits(y * (1 - y))
+        }
+        if softBits == 0 && smoothing == 0 {
+            // Targets all 0 or 1: one log per element (the same value as the form below).
+            for k in 0..<padded {
+                let positive = b.t[k] > 0.5
+                let term = -(positive ? posWeight : 1) * R.clampedLogOfClass(b.raw[k], positive: positive)
+                b.e[k] = term * b.m[k]
+            }
+        } else {
+            for k in 0..<padded {
+                let p = b.raw[k]
+                let ts = b.t[k] * (1 - smoothing) + smoothing / 2
+                let term = -(posWeight * ts * R.clampedLog(p) + (1 - ts) * R.clampedLogOneMinus(p))
+                b.e[k] = term * b.m[k]
+            }
+        }
+    }
+    var sum = SIMD16<R>()
+    var k = 0
+    while k < padded {
+        sum += UnsafeRawPointer(b.e + k).loadUnaligned(as: SIMD16<R>.self)
+        k &+= 16
+    }
+    return sum
+}
+
 // MARK: - Gradient
 
 private func runGradient<R: KernelReal, T: StoredElement>(
     _ input: KernelInput, _ options: ElementOptions, _ c: KernelCoefficients,
     _ grad: UnsafeMutableRawPointer, _: R.Type, _: T.Type
-) {
+) -> Double {
     let posWeight = R.fromDouble(options.posWeight)
     let smoothing = R.fromDouble(options.labelSmoothing)
     let targetScale = R.fromDouble(c.targetScale), offset = R.fromDouble(c.offset)
     let predScale = R.fromDouble(c.predScale), elementScale = R.fromDouble(c.elementScale)
-    let bce = options.bce && c.elementScale != 0
+    let bce = c.elementScale != 0
+    let withElementSum = options.bce
+    var elementSum = SIMD8<Double>()
     forEachRunBlock(input.count) { (start, length, padded, buffers: BlockBuffers<R>) in
         stage(input, start, length, padded, buffers, R.self, T.self)
         // Locals, not the closure's memory (see runStatistics).
@@ -347,6 +376,7 @@ private func runGradient<R: KernelReal, T: StoredElement>(
             for k in 0..<length {
                 let x = b.raw[k], t = b.t[k]
                 let a = R.exponential(-x.magnitude)
+                b.e[k] = a
                 let inverse = 1 / (1 + a)
                 let sigmoid = x >= 0 ? inverse : a * inverse
                 // sigma'(x) = sigma (1 - sigma) = a / (1 + a)^2, without cancellation.
@@ -375,5 +405,11 @@ private func runGradient<R: KernelReal, T: StoredElement>(
                 out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         }
+        // From the staged copies, so an in-place call's writes above change nothing here.
+        if withElementSum {
+            for k in length..<padded { b.e[k] = 1 }  // e^-|0| for the padding's terms
+            elementSum += R.widen(blockElementSum(b, padded, options.logits, posWeight, smoothing))
+        }
     }
+    return elementSum.sum()
 }
