@@ -179,6 +179,19 @@ let generalCases: [GeneralCase] = {
         }
     }
 
+    /// The fused call sums the element terms in its gradient pass, the forward call in its
+    /// statistics pass: the same kernels' terms, folded the same way, so the same bits.
+    @Test(arguments: generalCases)
+    func fusedLossIsForwardLoss(_ c: GeneralCase) throws {
+        let inputs = GeneralInputs(c)
+        let fused = try runGeneral(c, inputs, threads: 2)
+        let loss = try GeneralLoss(options: c.options, shape: c.shape, threads: 3, allowsSeedPath: false)
+        var sums = [Double](repeating: 0, count: loss.segmentCount * GeneralLoss.sumsPerSegment)
+        let forward = try inputs.with(c.shape) { try loss.forwardCall($0, sums: &sums) }
+        #expect(forward.bitPattern == fused.loss)
+        #expect(sums.map(\.bitPattern) == fused.sums)
+    }
+
     @Test(arguments: generalCases)
     func levelsAgree(_ c: GeneralCase) throws {
         let inputs = GeneralInputs(c)
