@@ -13,7 +13,7 @@ STRICT  := -Wall -Wextra -Werror -pedantic -Iinclude
 LINK    := -L$(LIBDIR) -lsegloss -Wl,-rpath,$(LIBDIR)
 export PYTHONPATH := $(CURDIR)/bindings/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all lib demo test swift-test c-test huge-test portability-test exports-test python-test fuzz-replay fuzz asan-test tsan-test valgrind-test bench clean
+.PHONY: all lib demo test swift-test c-test bad-input-test huge-test portability-test exports-test python-test fuzz-replay fuzz asan-test tsan-test valgrind-test bench clean
 all: demo
 
 lib:
@@ -25,7 +25,7 @@ demo: lib
 	$(OUT)/demo_c
 	$(PYTHON) examples/demo.py
 
-test: lib swift-test c-test huge-test portability-test exports-test python-test fuzz-replay
+test: lib swift-test c-test huge-test portability-test exports-test python-test fuzz-replay bad-input-test
 
 swift-test:
 	$(SWIFT) test
@@ -39,6 +39,13 @@ c-test: lib
 	$(CXX) -std=c++11 $(STRICT) Tests/c/abi_test.cpp $(LINK) -o $(OUT)/abi_test_cxx11
 	$(CXX) -std=c++17 $(STRICT) Tests/c/abi_test.cpp $(LINK) -o $(OUT)/abi_test_cxx17
 	$(OUT)/abi_test_c99 && $(OUT)/abi_test_c11 && $(OUT)/abi_test_cxx11 && $(OUT)/abi_test_cxx17
+
+# README's table "Bad input: what each status means", row by row: every flat entry point the
+# row applies to, the status, and every output bitwise untouched on error. One line per row.
+bad-input-test: lib
+	@mkdir -p $(OUT)
+	$(CC) -std=c99 $(STRICT) Tests/c/bad_input_test.c $(LINK) -lm -o $(OUT)/bad_input_test
+	$(OUT)/bad_input_test
 
 # A forward over 2^32 + 2^19 elements (a repeated pattern mapped, so no RAM is needed): no
 # count or index inside is 32 bits.
