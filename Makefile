@@ -13,7 +13,7 @@ STRICT  := -Wall -Wextra -Werror -pedantic -Iinclude
 LINK    := -L$(LIBDIR) -lsegloss -Wl,-rpath,$(LIBDIR)
 export PYTHONPATH := $(CURDIR)/bindings/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all lib demo test swift-test c-test bad-input-test huge-test portability-test exports-test python-test fuzz-replay fuzz asan-test tsan-test valgrind-test bench clean
+.PHONY: all lib demo test swift-test c-test bad-input-test stress-test huge-test portability-test exports-test python-test fuzz-replay fuzz asan-test tsan-test valgrind-test bench clean
 all: demo
 
 lib:
@@ -25,7 +25,7 @@ demo: lib
 	$(OUT)/demo_c
 	$(PYTHON) examples/demo.py
 
-test: lib swift-test c-test huge-test portability-test exports-test python-test fuzz-replay bad-input-test
+test: lib swift-test c-test huge-test portability-test exports-test python-test fuzz-replay bad-input-test stress-test
 
 swift-test:
 	$(SWIFT) test
@@ -46,6 +46,15 @@ bad-input-test: lib
 	@mkdir -p $(OUT)
 	$(CC) -std=c99 $(STRICT) Tests/c/bad_input_test.c $(LINK) -lm -o $(OUT)/bad_input_test
 	$(OUT)/bad_input_test
+
+# 16 host threads calling every flat entry point at once (few to ~1M elements, in place and
+# not, aligned and not) while another thread changes segloss_set_num_threads; every result
+# bitwise the single-threaded one. STRESS_SECONDS (or SEGLOSS_STRESS_SECONDS) long.
+STRESS_SECONDS ?= $(or $(SEGLOSS_STRESS_SECONDS),15)
+stress-test: lib
+	@mkdir -p $(OUT)
+	$(CC) -std=c11 -O2 $(STRICT) -pthread Tests/c/stress_test.c $(LINK) -lm -o $(OUT)/stress_test
+	$(OUT)/stress_test $(STRESS_SECONDS)
 
 # A forward over 2^32 + 2^19 elements (a repeated pattern mapped, so no RAM is needed): no
 # count or index inside is 32 bits.
