@@ -87,7 +87,13 @@ python-test: lib
 # The fuzz target over every C entry point (Sources/SegLossFuzz). fuzz-replay runs the committed
 # corpus through it as a test; fuzz builds it with libFuzzer and AddressSanitizer and fuzzes
 # for FUZZ_SECONDS (new inputs go to .build-fuzz/corpus, crashes to .build-fuzz/).
+# -use_counters=0 keeps edge coverage and drops hit counts: the worker pool's spin-waits run a
+# timing-dependent number of times, and with hit counts each new number is "new coverage", so
+# large (pool) inputs filled 40% of the corpus and most of the time. -max_len=1024: 250 values
+# are pattern enough (they repeat to fill the count). FUZZ_FLAGS adds flags, e.g. -fork=2 on a
+# machine whose 2 cores are free (for the long run: FUZZ_SECONDS=3600 FUZZ_FLAGS=-fork=2).
 FUZZ_SECONDS ?= 60
+FUZZ_FLAGS ?=
 fuzz-replay:
 	$(SWIFT) build --product SegLossFuzz
 	.build/debug/SegLossFuzz Tests/fuzz/corpus/*
@@ -97,7 +103,7 @@ fuzz:
 	  -Xswiftc -sanitize=fuzzer,address -Xswiftc -DSEGLOSS_LIBFUZZER -Xswiftc -O
 	@mkdir -p .build-fuzz/corpus
 	cd .build-fuzz && ./debug/SegLossFuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	  corpus ../Tests/fuzz/corpus
+	  -use_counters=0 -max_len=1024 -rss_limit_mb=2048 $(FUZZ_FLAGS) corpus ../Tests/fuzz/corpus
 
 # The Swift suite under AddressSanitizer (all of it, about 4 min) and ThreadSanitizer (the
 # suites that run threads: the determinism, error, memory and pass tests, about 1.5 min).

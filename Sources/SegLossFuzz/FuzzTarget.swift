@@ -8,9 +8,22 @@
 //                     (Tests/fuzz/corpus) through the same function: the corpus as a test.
 //
 // Input layout (missing bytes read as 0): byte 0 picks the entry point, byte 1 the layout
-// flags, byte 2 the thread count, bytes 3-4 the element count (12 bits, times 16 with flags
-// 0xC1), then four raw float32 parameters (weight_bce, weight_dice, smooth, grad_loss), then
-// pred and target as raw float32 bit patterns, repeated to fill the count.
+// flags, byte 2 the thread count, bytes 3-4 the element count (12 bits), then four raw
+// float32 parameters (weight_bce, weight_dice, smooth, grad_loss), then pred and target as
+// raw float32 bit patterns (little-endian), repeated to fill the count.
+//
+// Flags: 0x02 pred and target one byte off alignment, 0x04 the gradient in place (grad_pred =
+// pred), 0x08 pred NULL, 0x10 target NULL, 0x20 the outputs (loss and grad_pred) NULL. The
+// large mode — flags with all of 0xC1 and byte 4's high nibble 0xF — adds 3 chunks of 16,384
+// elements to the count: 49,152 to 53,247 elements, 3 or 4 chunks, so the worker pool runs.
+//
+// Speed (libFuzzer needs millions of runs): the buffers are made once, at their largest, and
+// each input's arrays are placed at their ends, so AddressSanitizer still sees the first byte
+// past every array; the inputs are filled by memcpy, not element by element (this file is
+// instrumented for coverage, every comparison in a per-element loop is a call); the large mode
+// is one input in 128 of random bytes, as a large input costs 20 to 50 small ones; and only an
+// input of more than one chunk is run again with another thread count (one chunk is never
+// split between threads).
 import CSegLoss  // the C declarations; the target links SegLoss, whose @_cdecl functions they name
 
 #if canImport(Glibc)
@@ -54,41 +67,93 @@ private enum Entry: UInt8, CaseIterable {
     }
 }
 
-/// What one call produced: its status, its loss and its gradient, as bit patterns.
-private struct Outcome: Equatable {
-    var status: UInt32
-    var loss: UInt32
-    var gradient: [UInt32]
-}
-
 private let sentinel: Float = -12345.5
 
-/// Calls `entry` once. `gradient` may be nil (to test NULL) or pred's memory (in place).
-private func call(
-    _ entry: Entry, _ pred: UnsafePointer<Float>?, _ target: UnsafePointer<Float>?, _ count: Int,
-    _ parameters: (Float, Float, Float, Float), _ gradient: UnsafeMutablePointer<Float>?
-) -> segloss_status {
-    var loss = sentinel
-    let (wb, wd, smooth, gl) = parameters
-    let status: segloss_status
-    switch entry {
-    case .diceForward: status = segloss_dice_forward(pred, target, count, smooth, &loss)
-    case .diceBackward: status = segloss_dice_backward(pred, target, count, smooth, gl, gradient)
-    case .bceForward: status = segloss_bce_forward(pred, target, count, &loss)
-    case .bceBackward: status = segloss_bce_backward(pred, target, count, gl, gradient)
-    case .bceDiceForward:
-        status = segloss_bce_dice_forward(pred, target, count, wb, wd, smooth, &loss)
-    case .bceDiceBackward:
-        status = segloss_bce_dice_backward(pred, target, count, wb, wd, smooth, gl, gradient)
-    case .bceDiceForwardBackward:
-        status = segloss_bce_dice_forward_backward(pred, target, count, wb, wd, smooth, &loss, gradient)
+/// The library's chunk: work is split between threads in whole chunks (README, How it works).
+private let chunkLength = 16_384
+/// The large mode's count: this many elements plus the 12-bit count.
+private let largeBase = 3 * chunkLength
+private let maxCount = largeBase + 4095
+
+/// One array's memory, made once at the largest count. `array(count:misaligned:)` places an
+/// array of `count` floats so that it ends exactly where the allocation ends: a read or write
+/// past its end reaches AddressSanitizer's redzone, as with an allocation of its own size.
+private struct Area {
+    let base: UnsafeMutableRawPointer
+    let bytes: Int
+
+    /// `misalignable`: one byte longer, so an array ending at the end starts one byte off.
+    init(misalignable: Bool) {
+        bytes = 4 * maxCount + (misalignable ? 1 : 0)
+        base = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
     }
-    lastLoss = loss
-    return status
+
+    func array(count: Int) -> UnsafeMutablePointer<Float> {
+        // Floats at any byte address: the library takes them; only memcpy touches them here.
+        (base + (bytes - 4 * count)).assumingMemoryBound(to: Float.self)
+    }
 }
 
-/// The loss the last call wrote (or the sentinel).
-nonisolated(unsafe) private var lastLoss: Float = 0
+nonisolated(unsafe) private let predAligned = Area(misalignable: false)
+nonisolated(unsafe) private let predMisaligned = Area(misalignable: true)
+nonisolated(unsafe) private let targetAligned = Area(misalignable: false)
+nonisolated(unsafe) private let targetMisaligned = Area(misalignable: true)
+nonisolated(unsafe) private let gradientArea = Area(misalignable: false)
+nonisolated(unsafe) private let savedPred = UnsafeMutableRawPointer.allocate(byteCount: 4 * maxCount, alignment: 64)
+nonisolated(unsafe) private let firstOutput = UnsafeMutableRawPointer.allocate(byteCount: 4 * maxCount, alignment: 64)
+nonisolated(unsafe) private let sentinels: UnsafeMutableRawPointer = {
+    let memory = UnsafeMutableRawPointer.allocate(byteCount: 4 * maxCount, alignment: 64)
+    memory.initializeMemory(as: Float.self, repeating: sentinel, count: maxCount)
+    return memory
+}()
+
+/// Writes `count` floats into `destination`: element k is pool[(first + k) % poolCount], the
+/// pool being `poolCount` raw float32 values; zeros when the pool is empty. Whole periods are
+/// copied with memcpy, doubling.
+private func fillRepeating(
+    _ destination: UnsafeMutableRawPointer, count: Int, pool: UnsafeRawPointer, poolCount: Int, first: Int
+) {
+    let bytes = 4 * count
+    guard poolCount > 0 else {
+        memset(destination, 0, bytes)
+        return
+    }
+    let start = first % poolCount
+    let head = min(poolCount - start, count)  // the pool from `start` to its end
+    memcpy(destination, pool + 4 * start, 4 * head)
+    var written = head
+    if written < count {  // one whole period, from pool index 0
+        let period = min(poolCount, count - written)
+        memcpy(destination + 4 * written, pool, 4 * period)
+        written += period
+    }
+    while written < count {  // whole periods from index `head` on, doubling
+        let length = min(written - head, count - written)
+        memcpy(destination + 4 * written, destination + 4 * head, 4 * length)
+        written += length
+    }
+}
+
+/// Calls `entry` once. `loss` and `gradient` may be nil (to test NULL); `gradient` may be
+/// pred's memory (in place).
+private func call(
+    _ entry: Entry, _ pred: UnsafePointer<Float>?, _ target: UnsafePointer<Float>?, _ count: Int,
+    _ parameters: (Float, Float, Float, Float), _ loss: UnsafeMutablePointer<Float>?,
+    _ gradient: UnsafeMutablePointer<Float>?
+) -> segloss_status {
+    let (wb, wd, smooth, gl) = parameters
+    switch entry {
+    case .diceForward: return segloss_dice_forward(pred, target, count, smooth, loss)
+    case .diceBackward: return segloss_dice_backward(pred, target, count, smooth, gl, gradient)
+    case .bceForward: return segloss_bce_forward(pred, target, count, loss)
+    case .bceBackward: return segloss_bce_backward(pred, target, count, gl, gradient)
+    case .bceDiceForward: return segloss_bce_dice_forward(pred, target, count, wb, wd, smooth, loss)
+    case .bceDiceBackward:
+        return segloss_bce_dice_backward(pred, target, count, wb, wd, smooth, gl, gradient)
+    case .bceDiceForwardBackward:
+        return segloss_bce_dice_forward_backward(pred, target, count, wb, wd, smooth, loss, gradient)
+    }
+}
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
@@ -97,54 +162,53 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let entry = Entry(rawValue: input.byte() % UInt8(Entry.allCases.count)) ?? .diceForward
     let flags = input.byte()
     let threads = Int32(input.byte() % 17)  // 0 = the default
-    var count = Int(input.byte()) | Int(input.byte() & 0x0F) << 8  // up to 4,095
-    if flags & 0xC1 == 0xC1 { count &*= 16 }  // up to 65,520: 4 chunks, the worker pool
+    let countLow = input.byte(), countHigh = input.byte()
+    var count = Int(countLow) | Int(countHigh & 0x0F) << 8  // up to 4,095
+    if flags & 0xC1 == 0xC1 && countHigh & 0xF0 == 0xF0 { count += largeBase }  // the worker pool
     let parameters = (input.float(), input.float(), input.float(), input.float())
-    let valuesStart = input.position
+    let valuesStart = min(input.position, size)
+    let poolCount = (size - valuesStart) / 4  // whole float32 values in the input
 
     let nullPred = flags & 0x08 != 0, nullTarget = flags & 0x10 != 0, nullOutput = flags & 0x20 != 0
     let inPlace = flags & 0x04 != 0 && entry.writesGradient && !nullPred && !nullOutput
-    // pred and target in one allocation, starting one byte off alignment with flag 0x02.
-    let misalignment = flags & 0x02 != 0 ? 1 : 0
-    let raw = UnsafeMutableRawPointer.allocate(byteCount: 8 * count + 16, alignment: 16)
-    defer { raw.deallocate() }
-    let pred = (raw + misalignment).bindMemory(to: Float.self, capacity: 2 * count)
-    let target = pred + count
-    let values = max(size - valuesStart, 0) / 4  // whole float32 values in the input
-    for index in 0..<(2 * count) {
-        var bits: UInt32 = 0
-        if values > 0 {
-            let offset = valuesStart + (index % values) * 4
-            for k in 0..<4 { bits |= UInt32(data[offset + k]) << UInt32(8 * k) }
-        }
-        (pred + index).initialize(to: Float(bitPattern: bits))
-    }
-    let predValues = Array(UnsafeBufferPointer(start: pred, count: count))
-    let gradientBuffer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
-    defer { gradientBuffer.deallocate() }
+    let misaligned = flags & 0x02 != 0
+    let pred = (misaligned ? predMisaligned : predAligned).array(count: count)
+    let target = (misaligned ? targetMisaligned : targetAligned).array(count: count)
+    let gradientBuffer = gradientArea.array(count: count)
+    let pool = UnsafeRawPointer(data + valuesStart)
+    fillRepeating(UnsafeMutableRawPointer(pred), count: count, pool: pool, poolCount: poolCount, first: 0)
+    fillRepeating(UnsafeMutableRawPointer(target), count: count, pool: pool, poolCount: poolCount, first: count)
+    memcpy(savedPred, pred, 4 * count)
+    let output: UnsafeMutablePointer<Float> = inPlace ? pred : gradientBuffer
+    let gradient: UnsafeMutablePointer<Float>? = !entry.writesGradient || nullOutput ? nil : output
 
-    func run(threads: Int32) -> Outcome {
+    /// Calls the entry with `threads` workers on fresh inputs and outputs; returns the status
+    /// and the loss's bits (the gradient, or pred in place, is left in `output`).
+    func run(threads: Int32) -> (status: UInt32, loss: UInt32) {
         segloss_set_num_threads(threads)
-        pred.update(from: predValues, count: count)
-        gradientBuffer.update(repeating: sentinel, count: count)
-        let gradient: UnsafeMutablePointer<Float>? =
-            !entry.writesGradient || nullOutput ? nil : inPlace ? pred : gradientBuffer
-        let status = call(entry, nullPred ? nil : UnsafePointer(pred),
-                          nullTarget ? nil : UnsafePointer(target), count, parameters, gradient)
-        let written = UnsafeBufferPointer(start: inPlace ? pred : gradientBuffer, count: count)
-        return Outcome(status: status.rawValue, loss: lastLoss.bitPattern, gradient: written.map(\.bitPattern))
+        memcpy(pred, savedPred, 4 * count)
+        memcpy(gradientBuffer, sentinels, 4 * count)
+        var loss = sentinel
+        let status = withUnsafeMutablePointer(to: &loss) { lossPointer in
+            call(entry, nullPred ? nil : UnsafePointer(pred), nullTarget ? nil : UnsafePointer(target), count,
+                 parameters, nullOutput ? nil : lossPointer, gradient)
+        }
+        return (status.rawValue, loss.bitPattern)
     }
 
     let first = run(threads: threads)
     if first.status > 6 { violated("unknown status \(first.status)") }
     if first.status != 0 {
         if first.loss != sentinel.bitPattern { violated("loss written with status \(first.status)") }
-        let untouched = inPlace ? predValues.map(\.bitPattern) : [UInt32](repeating: sentinel.bitPattern, count: count)
-        if first.gradient != untouched { violated("output written with status \(first.status)") }
-    } else {
-        // Success: another thread count gives the same bits.
+        if memcmp(output, inPlace ? savedPred : sentinels, 4 * count) != 0 {
+            violated("output written with status \(first.status)")
+        }
+    } else if count > chunkLength {
+        // Success on more than one chunk: another thread count gives the same bits.
+        memcpy(firstOutput, output, 4 * count)
         let otherThreads: Int32 = threads == 1 ? 3 : 1
-        if run(threads: otherThreads) != first {
+        let second = run(threads: otherThreads)
+        if second.status != first.status || second.loss != first.loss || memcmp(firstOutput, output, 4 * count) != 0 {
             violated("results differ between \(threads) and \(otherThreads) threads")
         }
     }
