@@ -39,7 +39,9 @@ public func logApprox(_ x: Float) -> Float {
 /// (at 0 the unguarded evaluation gives about -103.97, which the clamp turns into -100).
 @inline(__always)
 func clampedLogApprox(_ x: Float, remainder c: Float = 0) -> Float {
-    let l = multiplyAdd(c, 2 - x, logOfPositive(x))
+    // + 0 turns -0.0 (a valid probability) into +0.0: logOfPositive reads the sign bit as
+    // part of the exponent and would give about +73.5 for -0.0.
+    let l = multiplyAdd(c, 2 - x, logOfPositive(x + 0))
     return l > -100 ? l : -100
 }
 

@@ -374,3 +374,28 @@ private func runGeneralLossOnly(
         }
     }
 }
+
+/// -0.0 is a valid probability and means 0: the BCE of -0.0 against t = 1 is the clamped 100,
+/// on the flat path and the general one (the vectorized log once read -0.0's sign bit as
+/// part of its exponent and gave -73.5).
+@Test func negativeZeroPredictionIsZero() throws {
+    let target: [Float] = [1, 0, 1, 0]
+    for pred: [Float] in [[-0.0, 0.5, 1, 0.25], [0, 0.5, 1, 0.25]] {
+        let flat = try pred.withUnsafeBufferPointer { p in
+            try target.withUnsafeBufferPointer { t in try BCEDiceLoss.bce.forward(pred: p, target: t) }
+        }
+        let expected = (100 + -log(0.5) + 0 + -log(0.75)) / 4
+        #expect(abs(Double(flat) - expected) <= 1e-6 * expected)
+        var o = LossOptions()
+        o.elementWeight = 1
+        o.regionWeight = 0
+        let shape = try TensorShape(batch: 1, channels: 1, spatial: 4, predType: .float32, targetType: .float32)
+        let general = try GeneralLoss(options: o, shape: shape, allowsSeedPath: false)
+        let value = try pred.withUnsafeBytes { p in
+            try target.withUnsafeBytes { t in
+                try general.forwardCall(TensorInputs(shape: shape, pred: p.baseAddress!, target: t.baseAddress!, mask: nil))
+            }
+        }
+        #expect(abs(value - expected) <= 1e-6 * expected)
+    }
+}
