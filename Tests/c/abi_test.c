@@ -237,12 +237,80 @@ static void test_host_floating_point_state(void) {
 #endif
 }
 
+/* The general API from C: the options struct's version rule, the seed's loss through the
+ * general call, a logits loss with a uint8 target and a per-pixel mask, and statuses 7 and 8
+ * with every output untouched. */
+static void test_general_api(void) {
+    const float pred[4] = {0.9f, 0.1f, 0.8f, 0.7f};
+    const float target[4] = {1.0f, 0.0f, 1.0f, 1.0f};
+    const float logits[8] = {2.0f, -1.0f, 0.5f, 3.0f, -2.0f, 1.0f, 0.0f, -0.5f};
+    const unsigned char labels[8] = {1, 0, 1, 1, 0, 0, 1, 0};
+    const unsigned char valid[4] = {1, 1, 0, 1};
+    segloss_shape flat = {1, 1, 4, SEGLOSS_FLOAT32, SEGLOSS_FLOAT32, SEGLOSS_MASK_PER_ELEMENT};
+    segloss_shape shape = {2, 2, 2, SEGLOSS_FLOAT32, SEGLOSS_UINT8, SEGLOSS_MASK_PER_PIXEL};
+    segloss_options o;
+    double loss = -1.0, scores[4] = {-1, -1, -1, -1};
+    float grad[8];
+    size_t segments = 0;
+    float flat_loss = 0.0f;
+    int k;
+    /* A newer header's larger struct: accepted when the bytes this library does not know are
+     * zero, refused otherwise; a smaller one is refused. */
+    struct { segloss_options o; unsigned char newer[16]; } bigger;
+
+    CHECK(segloss_options_init(&o) == SEGLOSS_OK && o.struct_size == sizeof o, "options_init");
+    CHECK(segloss_options_init(NULL) == SEGLOSS_ERROR_NULL_POINTER, "options_init(NULL)");
+    CHECK(segloss_forward(&o, &flat, pred, target, NULL, &loss, NULL, NULL) == SEGLOSS_OK, "forward");
+    segloss_bce_dice_forward(pred, target, 4, 0.5f, 0.5f, 1.0f, &flat_loss);
+    CHECK(close_to(loss, flat_loss, 1e-6), "seed loss %.9g vs flat %.9g", loss, (double)flat_loss);
+
+    o.input = SEGLOSS_INPUT_LOGITS;
+    o.segments = SEGLOSS_SEGMENT_SAMPLE_CHANNEL;
+    CHECK(segloss_segment_count(&o, &shape, &segments) == SEGLOSS_OK && segments == 4, "segments");
+    CHECK(segloss_forward_backward(&o, &shape, logits, labels, valid, &loss, grad, scores, NULL) ==
+              SEGLOSS_OK, "logits, uint8 target, mask");
+    CHECK(loss > 0.0 && loss < 2.0 && scores[0] > 0.0 && scores[0] <= 1.0, "loss %g", loss);
+    CHECK(grad[4] == 0.0f && grad[6] == 0.0f && grad[0] != 0.0f, "masked pixels get gradient 0");
+
+    bigger.o = o;
+    memset(bigger.newer, 0, sizeof bigger.newer);
+    bigger.o.struct_size = sizeof bigger;
+    CHECK(segloss_forward(&bigger.o, &shape, logits, labels, valid, &loss, NULL, NULL) == SEGLOSS_OK,
+          "a larger options struct whose new bytes are 0");
+    bigger.newer[3] = 1;
+    loss = -1.0;
+    CHECK(segloss_forward(&bigger.o, &shape, logits, labels, valid, &loss, NULL, NULL) ==
+              SEGLOSS_ERROR_INVALID_OPTIONS && loss == -1.0, "unknown non-zero option bytes");
+    o.struct_size = sizeof o - 8;
+    CHECK(segloss_forward(&o, &shape, logits, labels, valid, &loss, NULL, NULL) ==
+              SEGLOSS_ERROR_INVALID_OPTIONS && loss == -1.0, "a smaller options struct");
+    o.struct_size = sizeof o;
+    o.region_term = 9;
+    CHECK(segloss_forward(&o, &shape, logits, labels, valid, &loss, NULL, NULL) ==
+              SEGLOSS_ERROR_INVALID_OPTIONS && loss == -1.0, "unknown region term");
+    o.region_term = SEGLOSS_REGION_TVERSKY;
+    o.squared = 1;
+    CHECK(segloss_forward(&o, &shape, logits, labels, valid, &loss, NULL, NULL) ==
+              SEGLOSS_ERROR_INVALID_OPTIONS && loss == -1.0, "squared Tversky");
+    o.squared = 0;
+    shape.pred_dtype = SEGLOSS_UINT8;
+    for (k = 0; k < 8; ++k) grad[k] = 7.0f;
+    CHECK(segloss_backward(&o, &shape, logits, labels, valid, 1.0, grad) ==
+              SEGLOSS_ERROR_INVALID_SHAPE, "uint8 pred");
+    for (k = 0; k < 8; ++k) CHECK(grad[k] == 7.0f, "gradient written on error");
+    shape.pred_dtype = SEGLOSS_FLOAT32;
+    shape.channels = 0;
+    CHECK(segloss_forward(&o, &shape, logits, labels, valid, &loss, NULL, NULL) ==
+              SEGLOSS_ERROR_EMPTY_INPUT && loss == -1.0, "no channels");
+}
+
 int main(void) {
     fill_big();
     test_version();
     test_worked_example();
     test_statuses();
     test_in_place();
+    test_general_api();
     test_threads();
     test_host_floating_point_state();
     test_fork();
