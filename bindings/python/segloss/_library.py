@@ -1,8 +1,9 @@
 """Loads libsegloss.so and declares its C API (include/segloss.h) for ctypes.
 
 This is the only module that knows the C signatures: every function's argtypes and
-restype are set once, in `declare` (the flat losses) and `declare_general` (the general
-API: its structs and enums are declared here too), next to the prototype they mirror,
+restype are set once, in `declare` (the flat losses), `declare_general` (the general
+API: its structs and enums are declared here too) and `declare_split_phase` (its data-parallel
+split phase, with segloss_slice), next to the prototype they mirror,
 and every non-OK status becomes a `SegLossError` in one place, the errcheck
 `check_status`.
 
@@ -15,7 +16,9 @@ does, ImportError lists every path tried and why each failed.
 
 A library built before the general API (no segloss_forward and friends) still loads: the
 flat functions work, `general_api_missing` says why the general ones are unavailable, and
-segloss.loss and the other general functions raise `GeneralAPIUnavailable` with it.
+segloss.loss and the other general functions raise `GeneralAPIUnavailable` with it. The same
+holds, one step later, for the split-phase API (`declare_split_phase`,
+`split_phase_missing`) that segloss.distributed uses.
 """
 from __future__ import annotations
 
@@ -178,6 +181,16 @@ class ShapeStruct(Structure):
         ("pred_dtype", c_int),    # segloss_dtype
         ("target_dtype", c_int),  # segloss_dtype
         ("mask_layout", c_int),   # segloss_mask_layout
+    ]
+
+
+class SliceStruct(Structure):
+    """segloss_slice, field for field (include/segloss.h): where a rank's samples sit in a
+    batch split across processes (the split-phase API)."""
+
+    _fields_ = [
+        ("sample_offset", c_size_t),  # index of the rank's first sample in the whole batch
+        ("total_batch", c_size_t),    # samples in the whole batch
     ]
 
 
@@ -352,6 +365,57 @@ def declare_general(library: ctypes.CDLL) -> str | None:
     return None
 
 
+def declare_split_phase(library: ctypes.CDLL) -> str | None:
+    """Declares the split-phase API (segloss_sums_length, segloss_compute_sums,
+    segloss_loss_from_sums, segloss_backward_from_sums) on `library`, whose general API is
+    already declared: None when it has them, else why not (a library older than them)."""
+    check_status = library.segloss_dice_forward.errcheck
+
+    def signature(name, argtypes):
+        function = getattr(library, name)
+        function.restype = c_int
+        function.argtypes = argtypes
+        function.errcheck = check_status
+
+    options_p, shape_p, slice_p = POINTER(OptionsStruct), POINTER(ShapeStruct), POINTER(SliceStruct)
+    try:
+        # segloss_status segloss_sums_length(const segloss_options *options,
+        #                                    const segloss_shape *shape,
+        #                                    const segloss_slice *slice, size_t *length);
+        signature("segloss_sums_length", [options_p, shape_p, slice_p, POINTER(c_size_t)])
+        # segloss_status segloss_compute_sums(const segloss_options *options,
+        #                                     const segloss_shape *shape,
+        #                                     const segloss_slice *slice, const void *pred,
+        #                                     const void *target, const unsigned char *mask,
+        #                                     double *sums);
+        signature("segloss_compute_sums", [options_p, shape_p, slice_p, c_void_p, c_void_p,
+                                           c_void_p, c_void_p])
+        # segloss_status segloss_loss_from_sums(const segloss_options *options,
+        #                                       const segloss_shape *shape,
+        #                                       const segloss_slice *slice,
+        #                                       const double *sums, double *loss,
+        #                                       double *segment_scores);
+        signature("segloss_loss_from_sums", [options_p, shape_p, slice_p, c_void_p,
+                                             POINTER(c_double), c_void_p])
+        # segloss_status segloss_backward_from_sums(const segloss_options *options,
+        #                                           const segloss_shape *shape,
+        #                                           const segloss_slice *slice,
+        #                                           const void *pred, const void *target,
+        #                                           const unsigned char *mask,
+        #                                           const double *sums, double grad_loss,
+        #                                           void *grad_pred);
+        signature("segloss_backward_from_sums", [options_p, shape_p, slice_p, c_void_p,
+                                                 c_void_p, c_void_p, c_void_p, c_double,
+                                                 c_void_p])
+    except AttributeError as error:
+        return (f"the library has no split-phase API, it is older than this binding ({error}); "
+                f"rebuild it (make lib)")
+    return None
+
+
 library, library_path = load_library(candidate_paths())
 general_api_missing: str | None = declare_general(library)
 """None when the loaded library has the general API, else why it has not."""
+split_phase_missing: str | None = (general_api_missing if general_api_missing is not None
+                                   else declare_split_phase(library))
+"""None when the loaded library has the split-phase API (segloss.distributed), else why not."""
