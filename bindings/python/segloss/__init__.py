@@ -13,7 +13,9 @@ sample, channel or sample x channel, with masks — is segloss.loss, segloss.los
 segloss.loss_and_grad with a segloss.Options (see segloss._general), e.g. the per-class
 Dice + BCE of logits, segloss.loss(logits, target, input="logits", segments="channel").
 
-PyTorch modules with autograd are in segloss.torch.
+PyTorch modules with autograd are in segloss.torch. segloss.distributed computes one loss
+over a batch split across processes (MPI, torch.distributed): the global Dice, not an
+average of per-process Dice losses.
 """
 from ._api import (
     bce_dice_loss,
