@@ -23,7 +23,8 @@ pred's dtype.
 
 SegLoss is the general loss (segloss.Options: logits or probabilities, BCE and/or Dice,
 Jaccard, Tversky, per sample, channel or sample x channel, masks), computed in the input's
-own precision, float32 or float64; see its docstring.
+own precision, float32 or float64; see its docstring. With process_group= it is the loss of
+a batch split across torch.distributed processes (the global Dice, via segloss.distributed).
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ except ImportError as error:
         "segloss.torch needs PyTorch, which is not installed (pip install torch); the numpy "
         "API, segloss.dice_loss and the others, works without it") from error
 
-from . import _api, _general
+import numpy as np
+
+from . import _api, _general, distributed
 
 
 def _array(name: str, tensor: torch.Tensor):
@@ -217,11 +220,43 @@ class SegLoss(torch.nn.Module):
 
     Invalid options raise segloss.SegLossError (status ERROR_INVALID_OPTIONS) here, when
     the module is made.
+
+    Data parallel: process_group. By default (None) the loss is that of this process's
+    batch. With a torch.distributed process group — torch.distributed.group.WORLD (which is
+    None until init_process_group has run: make the module after it) or one from new_group
+    — whose backend takes CPU tensors (gloo; with NCCL for the model, make a second group
+    with new_group(backend="gloo")), the loss is that of the batch of the whole group, each
+    process holding its own slice of samples (the slices may differ in size, and be empty):
+
+        criterion = SegLoss(input="logits", segments="channel", process_group=dist.group.WORLD)
+        loss = criterion(logits, target)     # the global loss: the same on every rank
+
+      - The forward computes this process's sums, all-reduces them over the group (a float64
+        CPU tensor), and takes the loss from the sums: the global Dice (Jaccard, BCE, ...)
+        of the concatenated batch, not the average of per-process losses, and the same
+        value on every rank. With segments "sample" or "sample_channel" it first
+        all-gathers the processes' batch sizes to place its samples in the batch (in the
+        order of the ranks in the group); "all" and "channel" need no placing.
+      - Backward gives the gradient of that global loss with respect to this process's
+        input (computed in the forward: backward makes no collective call).
+      - last_segment_scores and last_segment_sums are those of the whole batch.
+      - The forward is a collective call: every process of the group must call it, the
+        same number of times, with the same options and channels (also under no_grad).
+      - DistributedDataParallel averages the parameters' gradients over its world_size W
+        processes. Each process's gradient is its part of d(global loss)/d(parameters), and
+        the parts add up to the whole, so after DDP's average the parameters hold
+        d(global loss)/d(parameters) / W. For the exact gradient of the global loss, call
+        (loss * W).backward() (W = torch.distributed.get_world_size()); leaving it out is
+        the same as a learning rate W times smaller. (The usual per-process losses under
+        DDP give the gradient of their average, which for a mean BCE over equal slices is
+        the global BCE; for Dice it is not the global Dice.)
     """
 
-    def __init__(self, options: _general.Options | None = None, **option_kwargs) -> None:
+    def __init__(self, options: _general.Options | None = None, *, process_group=None,
+                 **option_kwargs) -> None:
         super().__init__()
         self.options = _general._resolve(options, option_kwargs)
+        self.process_group = process_group
         self.last_segment_scores: torch.Tensor | None = None
         self.last_segment_sums: torch.Tensor | None = None
 
@@ -234,6 +269,8 @@ class SegLoss(torch.nn.Module):
         float_dtype = input.dtype if input.dtype in _COMPUTED_DTYPES else torch.float32
         t = _general_array("target", target, float_dtype)
         m = None if mask is None else _general_array("mask", mask, float_dtype)
+        if self.process_group is not None:
+            return self._global_loss(input, p, t, m)
         if torch.is_grad_enabled() and input.requires_grad:
             segments: list = []
             loss = _GeneralLoss.apply(input, p, t, m, self.options, segments)
@@ -246,5 +283,33 @@ class SegLoss(torch.nn.Module):
         self.last_segment_sums = torch.from_numpy(sums)
         return loss
 
+    def _global_loss(self, input: torch.Tensor, p, t, m) -> torch.Tensor:
+        """The loss of the whole group's batch (see the class docstring, process_group)."""
+        import torch.distributed as dist
+
+        group, options = self.process_group, self.options
+        if not dist.is_available() or not dist.is_initialized():
+            raise RuntimeError("SegLoss has a process_group, but torch.distributed is not "
+                               "initialized (call torch.distributed.init_process_group first)")
+        batch = p.shape[0] if p.ndim >= 2 else 1
+        if options.segments in distributed._PER_SAMPLE:
+            offset, total = distributed.torch_sample_slice(batch, group)
+        else:
+            offset, total = 0, max(batch, 1)  # the sums do not depend on where samples sit
+        split = distributed._Split(p, t, m, offset, total, options, {})
+        sums = split.sums()
+        dist.all_reduce(torch.from_numpy(sums), op=dist.ReduceOp.SUM, group=group)
+        scores = np.empty(len(sums))
+        value = split.loss(sums, scores)
+        self.last_segment_scores = torch.from_numpy(scores)
+        self.last_segment_sums = torch.from_numpy(sums)
+        if torch.is_grad_enabled() and input.requires_grad:
+            grad = split.grad(sums, 1.0, None)
+            return _PrecomputedGradient.apply(input, None, None, lambda _p, _t: (value, grad))
+        return torch.tensor(value, dtype=input.dtype)
+
     def extra_repr(self) -> str:
-        return repr(self.options)[len("Options("):-1]
+        text = repr(self.options)[len("Options("):-1]
+        if self.process_group is not None:
+            text += (", " if text else "") + f"process_group={self.process_group!r}"
+        return text
