@@ -13,7 +13,7 @@ STRICT  := -Wall -Wextra -Werror -pedantic -Iinclude
 LINK    := -L$(LIBDIR) -lsegloss -Wl,-rpath,$(LIBDIR)
 export PYTHONPATH := $(CURDIR)/bindings/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all lib demo test swift-test c-test bad-input-test stress-test huge-test portability-test exports-test python-test fuzz-replay fuzz asan-test tsan-test valgrind-test bench clean
+.PHONY: all lib demo test swift-test c-test bad-input-test stress-test huge-test portability-test exports-test python-test fuzz-replay fuzz asan-test tsan-test valgrind-test mpi-test bench clean
 all: demo
 
 lib:
@@ -25,7 +25,7 @@ demo: lib
 	$(OUT)/demo_c
 	$(PYTHON) examples/demo.py
 
-test: lib swift-test c-test huge-test portability-test exports-test python-test fuzz-replay bad-input-test stress-test
+test: lib swift-test c-test huge-test portability-test exports-test python-test fuzz-replay bad-input-test stress-test mpi-test
 
 swift-test:
 	$(SWIFT) test
@@ -76,6 +76,27 @@ portability-test: c-test
 	  echo "qemu -cpu $$model: $$line"; \
 	  case "$$line" in *"kernel $$want): "*" passed, 0 failed") ;; \
 	    *) echo "portability-test: expected kernel $$want to pass on $$model"; exit 1;; esac; \
+	done
+
+# Global Dice across data-parallel ranks: examples/mpi_global_dice.c splits a batch unevenly
+# over MPI ranks, all-reduces the split-phase sums, and checks loss and gradient against one
+# process on the whole batch (every segments mode, input kind, empty policy, masks), on each
+# of MPI_RANKS. Skipped where mpicc or mpirun is missing (Debian: openmpi-bin libopenmpi-dev).
+MPICC     ?= mpicc
+MPIRUN    ?= mpirun
+MPI_RANKS ?= 1 2 4
+mpi-test: lib
+	@if ! command -v $(MPICC) >/dev/null || ! command -v $(MPIRUN) >/dev/null; then \
+	  echo "mpi-test: skipped (needs mpicc and mpirun, e.g. apt-get install openmpi-bin libopenmpi-dev)"; exit 0; fi; \
+	mkdir -p $(OUT); \
+	echo "$(MPICC) -std=c99 -Wall -Wextra -Werror -Iinclude examples/mpi_global_dice.c $(LINK) -lm"; \
+	$(MPICC) -std=c99 -Wall -Wextra -Werror -Iinclude examples/mpi_global_dice.c $(LINK) -lm \
+	  -o $(OUT)/mpi_global_dice || exit 1; \
+	flags=; if $(MPIRUN) --version 2>&1 | grep -q "Open MPI"; then flags=--oversubscribe; \
+	  if [ "$$(id -u)" = 0 ]; then flags="$$flags --allow-run-as-root"; fi; fi; \
+	for n in $(MPI_RANKS); do \
+	  echo "$(MPIRUN) $$flags -np $$n $(OUT)/mpi_global_dice"; \
+	  $(MPIRUN) $$flags -np $$n $(OUT)/mpi_global_dice || exit 1; \
 	done
 
 exports-test: lib
