@@ -242,7 +242,7 @@ static int run_case(int index, const test_case *tc) {
                 if (!(scaled <= grad_err)) grad_err = scaled;
             }
             printf("ranks %d case %2d %-14s %-13s empty %-7s mask %-11s %s: loss %.9f, "
-                   "one process %.9f (rel diff %.1e, spread over ranks %.1e), grad err/tol %.2f; "
+                   "one process %.9f (rel diff %.1e, spread over ranks %.1e), grad err/tol %.3f; "
                    "rank-average loss %.6f  %s\n",
                    size, index, SEGMENTS_NAMES[tc->segments], INPUT_NAMES[tc->input],
                    EMPTY_NAMES[tc->empty_policy], MASK_NAMES[tc->mask],
