@@ -186,14 +186,14 @@ static int run_case(int index, const test_case *tc) {
         sums = malloc(length * sizeof *sums);
         if (!sums) MPI_Abort(MPI_COMM_WORLD, 3);
         /* 1. this slice's sums (zeros in other ranks' per-sample segments) */
-        check(segloss_compute_sums(&options, &shape, &slice, pred, target, mask, sums),
+        check(segloss_compute_sums(&options, &shape, &slice, pred, target, mask, sums, length),
               "segloss_compute_sums");
         /* 2. the sums of the whole batch, on every rank */
         MPI_Allreduce(MPI_IN_PLACE, sums, (int)length, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
         /* 3. the loss of the whole batch, and the gradient of this rank's elements */
-        check(segloss_loss_from_sums(&options, &shape, &slice, sums, &loss, NULL),
+        check(segloss_loss_from_sums(&options, &shape, &slice, sums, length, &loss, NULL),
               "segloss_loss_from_sums");
-        check(segloss_backward_from_sums(&options, &shape, &slice, pred, target, mask, sums, 1.0,
+        check(segloss_backward_from_sums(&options, &shape, &slice, pred, target, mask, sums, length, 1.0,
                                          grad_mine),
               "segloss_backward_from_sums");
         free(sums);

@@ -462,7 +462,8 @@ SEGLOSS_API segloss_status segloss_forward_backward(const segloss_options *optio
 /* Where a rank's samples sit in the batch. */
 typedef struct segloss_slice {
     size_t sample_offset; /* index of the rank's first sample in the whole batch */
-    size_t total_batch;   /* samples in the whole batch, >= sample_offset + shape->batch */
+    size_t total_batch;   /* samples in the whole batch, >= sample_offset + shape->batch;
+                             0 is SEGLOSS_ERROR_EMPTY_INPUT */
 } segloss_slice;
 
 /* The number of doubles of a sums buffer: SEGLOSS_SUMS_PER_SEGMENT times the number of
@@ -472,36 +473,43 @@ SEGLOSS_API segloss_status segloss_sums_length(const segloss_options *options,
                                                const segloss_shape *shape,
                                                const segloss_slice *slice, size_t *length);
 
-/* Step 1: the slice's sums into `sums` (segloss_sums_length doubles; every one written:
- * 0 for other ranks' segments). The rank's inputs are checked as segloss_forward checks them.
- * Returns the statuses of segloss_forward, and INVALID_ARGUMENT for a bad slice. */
+/* Step 1: the slice's sums into `sums` (sums_length doubles, which must be what
+ * segloss_sums_length gives; every one is written: 0 for other ranks' segments). The rank's
+ * inputs are checked as segloss_forward checks them. A rank with no samples (shape->batch 0,
+ * with a slice) is allowed: its sums are all 0.
+ * Returns the statuses of segloss_forward, and INVALID_ARGUMENT for a bad slice or a
+ * sums_length that does not match. */
 SEGLOSS_API segloss_status segloss_compute_sums(const segloss_options *options,
                                                 const segloss_shape *shape,
                                                 const segloss_slice *slice, const void *pred,
                                                 const void *target, const unsigned char *mask,
-                                                double *sums);
+                                                double *sums, size_t sums_length);
 
-/* Step 3: the loss of the whole batch from the all-reduced `sums`, and optionally each
- * segment's score (as segloss_forward). Only shape's channels and the slice's total_batch
- * are used (with the options) to size the buffers. Returns SEGLOSS_OK, NULL_POINTER,
- * INVALID_OPTIONS, INVALID_SHAPE, EMPTY_INPUT, COUNT_TOO_LARGE, and INVALID_ARGUMENT for a
- * bad slice or a sum that is negative, NaN or infinite. */
+/* Step 3: the loss of the whole batch from the all-reduced `sums` (sums_length doubles),
+ * and optionally each segment's score (as segloss_forward). Only shape's channels and the
+ * slice's total_batch size the buffers (shape->batch may be 0). Sums that are all 0 (no
+ * valid element anywhere) give the loss of an all-masked batch, as segloss_forward would.
+ * Returns SEGLOSS_OK, NULL_POINTER, INVALID_OPTIONS, INVALID_SHAPE, EMPTY_INPUT,
+ * COUNT_TOO_LARGE, and INVALID_ARGUMENT for a bad slice, a sums_length that does not match,
+ * or a sum that is negative, NaN or infinite. */
 SEGLOSS_API segloss_status segloss_loss_from_sums(const segloss_options *options,
                                                   const segloss_shape *shape,
                                                   const segloss_slice *slice,
-                                                  const double *sums, double *loss,
-                                                  double *segment_scores);
+                                                  const double *sums, size_t sums_length,
+                                                  double *loss, double *segment_scores);
 
 /* Step 3: grad_loss * d loss / d pred of the rank's own elements, from the all-reduced
- * `sums` (as segloss_backward, which is this with the rank's own sums). Returns the
- * statuses of segloss_backward and of segloss_loss_from_sums. */
+ * `sums` (as segloss_backward, which is this with the rank's own sums). The rank's inputs
+ * are range-checked again before anything is written (one more read of pred and target,
+ * the price of never writing a gradient from unchecked data). Returns the statuses of
+ * segloss_backward and of segloss_loss_from_sums. */
 SEGLOSS_API segloss_status segloss_backward_from_sums(const segloss_options *options,
                                                       const segloss_shape *shape,
                                                       const segloss_slice *slice,
                                                       const void *pred, const void *target,
                                                       const unsigned char *mask,
-                                                      const double *sums, double grad_loss,
-                                                      void *grad_pred);
+                                                      const double *sums, size_t sums_length,
+                                                      double grad_loss, void *grad_pred);
 
 #ifdef __cplusplus
 }

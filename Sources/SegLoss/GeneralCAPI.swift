@@ -98,11 +98,12 @@ public func segloss_sums_length(
 public func segloss_compute_sums(
     _ options: UnsafePointer<segloss_options>?, _ shape: UnsafePointer<segloss_shape>?,
     _ slice: UnsafePointer<segloss_slice>?, _ pred: UnsafeRawPointer?, _ target: UnsafeRawPointer?,
-    _ mask: UnsafePointer<UInt8>?, _ sums: UnsafeMutablePointer<Double>?
+    _ mask: UnsafePointer<UInt8>?, _ sums: UnsafeMutablePointer<Double>?, _ sumsLength: Int
 ) -> segloss_status {
     status { () throws(SegLossError) in
         guard let pred, let target, let sums else { throw .nullPointer }
         let definition = try generalLoss(options, shape, hasMask: mask != nil, slice: slice)
+        try definition.checkSumsLength(sumsLength)
         let inputs = TensorInputs(shape: definition.shape, pred: pred, target: target, mask: mask)
         try definition.sumsCall(inputs, into: sums)
     }
@@ -111,12 +112,13 @@ public func segloss_compute_sums(
 @_cdecl("segloss_loss_from_sums")
 public func segloss_loss_from_sums(
     _ options: UnsafePointer<segloss_options>?, _ shape: UnsafePointer<segloss_shape>?,
-    _ slice: UnsafePointer<segloss_slice>?, _ sums: UnsafePointer<Double>?,
+    _ slice: UnsafePointer<segloss_slice>?, _ sums: UnsafePointer<Double>?, _ sumsLength: Int,
     _ loss: UnsafeMutablePointer<Double>?, _ segmentScores: UnsafeMutablePointer<Double>?
 ) -> segloss_status {
     status { () throws(SegLossError) in
         guard let sums, let loss else { throw .nullPointer }
         let definition = try generalLoss(options, shape, hasMask: false, slice: slice)
+        try definition.checkSumsLength(sumsLength)
         loss.pointee = try definition.lossFromSumsCall(sums, scores: segmentScores)
     }
 }
@@ -125,12 +127,13 @@ public func segloss_loss_from_sums(
 public func segloss_backward_from_sums(
     _ options: UnsafePointer<segloss_options>?, _ shape: UnsafePointer<segloss_shape>?,
     _ slice: UnsafePointer<segloss_slice>?, _ pred: UnsafeRawPointer?, _ target: UnsafeRawPointer?,
-    _ mask: UnsafePointer<UInt8>?, _ sums: UnsafePointer<Double>?, _ gradLoss: Double,
-    _ gradPred: UnsafeMutableRawPointer?
+    _ mask: UnsafePointer<UInt8>?, _ sums: UnsafePointer<Double>?, _ sumsLength: Int,
+    _ gradLoss: Double, _ gradPred: UnsafeMutableRawPointer?
 ) -> segloss_status {
     status { () throws(SegLossError) in
         guard let pred, let target, let sums, let gradPred else { throw .nullPointer }
         let definition = try generalLoss(options, shape, hasMask: mask != nil, slice: slice)
+        try definition.checkSumsLength(sumsLength)
         let inputs = TensorInputs(shape: definition.shape, pred: pred, target: target, mask: mask)
         try definition.backwardFromSumsCall(inputs, sums: sums, gradLoss: gradLoss, into: gradPred)
     }
@@ -155,9 +158,11 @@ private func generalLoss(
           !hasMask || s.mask_layout == SEGLOSS_MASK_PER_ELEMENT.rawValue
             || s.mask_layout == SEGLOSS_MASK_PER_PIXEL.rawValue
     else { throw .invalidShape }
+    // A rank of a split batch may hold no samples.
     let tensorShape = try TensorShape(
         batch: s.batch, channels: s.channels, spatial: s.spatial, predType: predType,
-        targetType: targetType, maskPerPixel: hasMask && s.mask_layout == SEGLOSS_MASK_PER_PIXEL.rawValue)
+        targetType: targetType, maskPerPixel: hasMask && s.mask_layout == SEGLOSS_MASK_PER_PIXEL.rawValue,
+        allowsEmptyBatch: slice != nil)
     if let values = c.pos_weight {
         lossOptions.posWeight = Array(UnsafeBufferPointer(start: values, count: tensorShape.channels))
     }

@@ -87,6 +87,12 @@ extension GeneralLoss {
 
     // MARK: The split-phase calls (data-parallel: sums all-reduced between the phases)
 
+    /// - Throws: `.invalidArgument` unless `length` is the sums' length for this loss.
+    public func checkSumsLength(_ length: Int) throws(SegLossError) {
+        let (expected, overflow) = segmentCount.multipliedReportingOverflow(by: Self.sumsPerSegment)
+        guard !overflow, length == expected else { throw .invalidArgument }
+    }
+
     /// This slice's sums into `sums` (segmentCount · sumsPerSegment doubles): its own
     /// segments' sums, zeros for the segments of other slices' samples.
     public func sumsCall(_ inputs: TensorInputs, into sums: UnsafeMutablePointer<Double>) throws(SegLossError) {

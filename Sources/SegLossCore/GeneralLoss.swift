@@ -69,6 +69,7 @@ public struct GeneralLoss: Sendable {
     ) throws(SegLossError) {
         try options.validate(channels: shape.channels)
         let (offset, total) = slice ?? (0, shape.batch)
+        guard total != 0 else { throw .emptyInput }  // a whole batch of no samples
         guard offset >= 0, total >= 0, offset <= total, shape.batch <= total &- offset,
               !total.multipliedReportingOverflow(by: shape.channels).overflow
         else { throw .invalidArgument }

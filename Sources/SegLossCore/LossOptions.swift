@@ -83,12 +83,12 @@ public struct TensorShape: Sendable, Equatable {
     ///   0), `.countTooLarge` (the element count or pred's byte size overflows).
     public init(
         batch: Int, channels: Int, spatial: Int, predType: ElementType, targetType: ElementType,
-        maskPerPixel: Bool = false
+        maskPerPixel: Bool = false, allowsEmptyBatch: Bool = false
     ) throws(SegLossError) {
         guard predType != .uint8 else { throw .invalidShape }
         // size_t arrives as Int: a dimension above Int.max is negative here.
         guard batch >= 0, channels >= 0, spatial >= 0 else { throw .countTooLarge }
-        guard batch > 0, channels > 0, spatial > 0 else { throw .emptyInput }
+        guard batch > 0 || allowsEmptyBatch, channels > 0, spatial > 0 else { throw .emptyInput }
         let (runs, runsOverflow) = batch.multipliedReportingOverflow(by: channels)
         let (count, countOverflow) = runs.multipliedReportingOverflow(by: spatial)
         guard !runsOverflow, !countOverflow, count <= Int.max / max(predType.size, targetType.size) else {

@@ -372,6 +372,14 @@ private func runGeneralLossOnly(
         #expect(throws: SegLossError.invalidArgument) {
             try GeneralLoss(options: o, shape: c.shape, slice: (1, 5))
         }
+        #expect(throws: SegLossError.invalidArgument) { try loss.checkSumsLength(length + 6) }
+        // A rank with no samples takes part with sums of 0.
+        let none = try TensorShape(batch: 0, channels: 3, spatial: 900, predType: .float64,
+                                   targetType: .float32, allowsEmptyBatch: true)
+        let empty = try GeneralLoss(options: o, shape: none, slice: (5, 5))
+        var sums = [Double](repeating: .nan, count: length)
+        try empty.sumsCall(TensorInputs(shape: none, pred: inputs.pred, target: inputs.target, mask: nil), into: &sums)
+        #expect(sums.allSatisfy { $0 == 0 })
     }
 }
 

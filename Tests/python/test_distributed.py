@@ -268,9 +268,9 @@ def test_a_bad_slice_is_the_librarys_status():
     with pytest.raises(SegLossError) as raised:
         sd.compute_sums(pred[:0], target[:0], sample_offset=8, total_batch=7, segments="sample")
     assert raised.value.status == Status.ERROR_INVALID_ARGUMENT
-    with pytest.raises(SegLossError) as raised:
+    with pytest.raises(SegLossError) as raised:  # a whole batch of no samples
         sd.loss_from_sums(np.zeros(6), channels=3, total_batch=0)
-    assert raised.value.status == Status.ERROR_INVALID_ARGUMENT
+    assert raised.value.status == Status.ERROR_EMPTY_INPUT
 
 
 def test_per_sample_segments_need_total_batch():

@@ -387,26 +387,26 @@ def declare_split_phase(library: ctypes.CDLL) -> str | None:
         #                                     const segloss_shape *shape,
         #                                     const segloss_slice *slice, const void *pred,
         #                                     const void *target, const unsigned char *mask,
-        #                                     double *sums);
+        #                                     double *sums, size_t sums_length);
         signature("segloss_compute_sums", [options_p, shape_p, slice_p, c_void_p, c_void_p,
-                                           c_void_p, c_void_p])
+                                           c_void_p, c_void_p, c_size_t])
         # segloss_status segloss_loss_from_sums(const segloss_options *options,
         #                                       const segloss_shape *shape,
         #                                       const segloss_slice *slice,
-        #                                       const double *sums, double *loss,
-        #                                       double *segment_scores);
-        signature("segloss_loss_from_sums", [options_p, shape_p, slice_p, c_void_p,
+        #                                       const double *sums, size_t sums_length,
+        #                                       double *loss, double *segment_scores);
+        signature("segloss_loss_from_sums", [options_p, shape_p, slice_p, c_void_p, c_size_t,
                                              POINTER(c_double), c_void_p])
         # segloss_status segloss_backward_from_sums(const segloss_options *options,
         #                                           const segloss_shape *shape,
         #                                           const segloss_slice *slice,
         #                                           const void *pred, const void *target,
         #                                           const unsigned char *mask,
-        #                                           const double *sums, double grad_loss,
-        #                                           void *grad_pred);
+        #                                           const double *sums, size_t sums_length,
+        #                                           double grad_loss, void *grad_pred);
         signature("segloss_backward_from_sums", [options_p, shape_p, slice_p, c_void_p,
-                                                 c_void_p, c_void_p, c_void_p, c_double,
-                                                 c_void_p])
+                                                 c_void_p, c_void_p, c_void_p, c_size_t,
+                                                 c_double, c_void_p])
     except AttributeError as error:
         return (f"the library has no split-phase API, it is older than this binding ({error}); "
                 f"rebuild it (make lib)")

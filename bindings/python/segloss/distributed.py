@@ -102,20 +102,9 @@ def _slice(options: Options, batch: int, sample_offset: int, total_batch: int | 
 
 
 def _length(struct, shape: ShapeStruct, slice_: SliceStruct) -> int:
-    """segloss_sums_length; for a rank with no samples (which the C API, needing batch >= 1,
-    cannot describe) the length of the same call with one sample: it depends only on the
-    channels and total_batch."""
-    function = _function("segloss_sums_length")
+    """segloss_sums_length (a rank with no samples is a shape of batch 0 with a slice)."""
     length = c_size_t()
-    if shape.batch == 0 and slice_.total_batch != 0:
-        one = ShapeStruct(1, shape.channels, shape.spatial, shape.pred_dtype, shape.target_dtype,
-                          shape.mask_layout)
-        if slice_.sample_offset <= slice_.total_batch:
-            function(byref(struct), byref(one), byref(SliceStruct(0, slice_.total_batch)), byref(length))
-        else:  # the library's status for a slice that does not fit
-            function(byref(struct), byref(one), byref(slice_), byref(length))
-    else:
-        function(byref(struct), byref(shape), byref(slice_), byref(length))
+    _function("segloss_sums_length")(byref(struct), byref(shape), byref(slice_), byref(length))
     return length.value
 
 
@@ -136,20 +125,14 @@ class _Split:
         if self.call.shape.batch:
             _function("segloss_compute_sums")(byref(self.struct), byref(self.call.shape),
                                               byref(self.slice), *self.call.addresses(),
-                                              _address(sums))
+                                              _address(sums), self.length)
         return sums
 
     def loss(self, sums: np.ndarray, scores: np.ndarray | None) -> float:
-        shape, slice_ = self.call.shape, self.slice
-        if shape.batch == 0:
-            # segloss_loss_from_sums uses only the channels and total_batch, but checks the
-            # shape's batch against the slice: a rank with no samples asks as one with one.
-            shape = ShapeStruct(1, shape.channels, shape.spatial, shape.pred_dtype,
-                                shape.target_dtype, shape.mask_layout)
-            slice_ = SliceStruct(0, slice_.total_batch)
         value = c_double()
-        _function("segloss_loss_from_sums")(byref(self.struct), byref(shape), byref(slice_),
-                                            _address(sums), byref(value),
+        _function("segloss_loss_from_sums")(byref(self.struct), byref(self.call.shape),
+                                            byref(self.slice), _address(sums), self.length,
+                                            byref(value),
                                             None if scores is None else _address(scores))
         return value.value
 
@@ -158,7 +141,8 @@ class _Split:
         if self.call.shape.batch:
             _function("segloss_backward_from_sums")(
                 byref(self.struct), byref(self.call.shape), byref(self.slice),
-                *self.call.addresses(), _address(sums), float(grad_loss), _address(grad))
+                *self.call.addresses(), _address(sums), self.length, float(grad_loss),
+                _address(grad))
         return grad
 
 
