@@ -126,8 +126,9 @@ fuzz:
 	cd .build-fuzz && ./debug/SegLossFuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  -use_counters=0 -max_len=1024 -rss_limit_mb=2048 $(FUZZ_FLAGS) corpus ../Tests/fuzz/corpus
 
-# The Swift suite under AddressSanitizer (all of it, about 4 min) and ThreadSanitizer (the
-# suites that run threads: the determinism, error, memory and pass tests, about 1.5 min).
+# The Swift suite under AddressSanitizer (all of it, 2-4 min from a fresh clone) and
+# ThreadSanitizer (the suites that run threads: the determinism, error, memory and pass
+# tests; with the C stress test below, about 2 min).
 # asan-test: XCTest's runner leaks a few objects at exit (Tests/sanitizers/lsan.supp).
 # tsan-test then runs the C stress test for TSAN_STRESS_SECONDS against a TSan-instrumented
 # release .so: built with the toolchain's clang (whose TSan runtime the Swift code was
