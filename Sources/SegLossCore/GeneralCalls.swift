@@ -18,7 +18,7 @@ extension LossOptions {
 extension GeneralLoss {
     /// The flat passes' definition of this loss, when it is exactly the seed's on float32
     /// pred and target over the whole tensor with no mask; nil otherwise.
-    var seedForm: BCEDiceLoss? {
+    public var seedForm: BCEDiceLoss? {
         let o = options
         guard allowsSeedPath, !o.logits, shape.predType == .float32, shape.targetType == .float32,
               o.segments == .all, o.region == .dice || o.region == .none, !o.squared, !o.logLoss,

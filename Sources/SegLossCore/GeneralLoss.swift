@@ -64,7 +64,7 @@ public struct GeneralLoss: Sendable {
     /// - Throws: `.invalidOptions` when the options break a rule of segloss_options.
     public init(
         options: LossOptions, shape: TensorShape, level: KernelLevel = .active,
-        threads: Int = WorkerThreads.count, allowsSeedPath: Bool = true,
+        threads: Int? = nil, allowsSeedPath: Bool = true,
         slice: (sampleOffset: Int, totalBatch: Int)? = nil
     ) throws(SegLossError) {
         try options.validate(channels: shape.channels)
@@ -78,9 +78,11 @@ public struct GeneralLoss: Sendable {
         self.options = options
         self.shape = shape
         self.level = level
-        self.threads = threads
+        // Read once: another thread may change the setting at any time, and the seed path
+        // (which reads it itself) is taken only for calls that use the setting.
+        self.threads = threads ?? WorkerThreads.count
         self.allowsSeedPath = allowsSeedPath && level.name == KernelLevel.active.name
-            && threads == WorkerThreads.count && slice == nil
+            && threads == nil && slice == nil
     }
 
     // MARK: Segments

@@ -300,7 +300,10 @@ let gradientCases: [GeneralCase] = {
 private func runGeneralLossOnly(
     _ c: GeneralCase, _ inputs: GeneralInputs, allowsSeedPath: Bool, threads: Int
 ) throws -> (loss: Double, grad: [Float]) {
-    let loss = try GeneralLoss(options: c.options, shape: c.shape, threads: threads, allowsSeedPath: allowsSeedPath)
+    // The seed path is taken only by calls that use the thread setting (threads nil).
+    let loss = try GeneralLoss(
+        options: c.options, shape: c.shape, threads: allowsSeedPath ? nil : threads, allowsSeedPath: allowsSeedPath)
+    #expect((loss.seedForm != nil) == allowsSeedPath)
     var grad = [Float](repeating: 0, count: c.spatial)
     let value = try inputs.with(c.shape) { x in
         try grad.withUnsafeMutableBytes { try loss.forwardBackwardCall(x, into: $0.baseAddress!) }
