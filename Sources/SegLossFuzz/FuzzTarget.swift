@@ -158,6 +158,7 @@ private func call(
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard let data, size > 0 else { return 0 }
+    if data[0] & 0x80 != 0 { return fuzzGeneral(data, size) }
     var input = Input(bytes: UnsafeBufferPointer(start: data, count: size))
     let entry = Entry(rawValue: input.byte() % UInt8(Entry.allCases.count)) ?? .diceForward
     let flags = input.byte()
@@ -217,6 +218,189 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         violated("no message for status \(flags)")
     }
     return 0
+}
+
+// MARK: - The general API and the split phase
+
+// Input layout when byte 0 has its top bit set (missing bytes read as 0): byte 0 & 3 picks
+// segloss_forward, _backward, _forward_backward or the split phase (compute_sums,
+// loss_from_sums, backward_from_sums, checked against forward_backward); byte 1 the thread
+// count; bytes 2-9 the eight int fields of segloss_options (a byte below 0x80 is taken modulo
+// the field's valid values, one above is used as it is: mostly invalid); bytes 10-19 the ten
+// doubles, each an index into `interestingValues`; byte 20 the struct size (correct, smaller,
+// larger with zero or non-zero new bytes), whether pos_weight and channel_weights are given,
+// misalignment and tame values; bytes 21-23 N, C and S's high bits; byte 24 the dtypes and mask; bytes 25-26 S's low
+// bits; then the element values as raw bytes, repeated.
+
+private let interestingValues: [Double] = [
+    0.5, 1, 0, 1e-5, 1e-7, 2, 0.25, 0.7, 3, -1, .nan, .infinity, 1e300, 5e-324, 0.999, 100,
+]
+
+private let generalMax = 3 * chunkLength + 4096
+nonisolated(unsafe) private let generalPred = UnsafeMutableRawPointer.allocate(byteCount: 8 * generalMax + 1, alignment: 64)
+nonisolated(unsafe) private let generalTarget = UnsafeMutableRawPointer.allocate(byteCount: 8 * generalMax + 1, alignment: 64)
+nonisolated(unsafe) private let generalMask = UnsafeMutableRawPointer.allocate(byteCount: generalMax, alignment: 64)
+nonisolated(unsafe) private let generalGrad = UnsafeMutableRawPointer.allocate(byteCount: 8 * generalMax, alignment: 64)
+nonisolated(unsafe) private let generalSecond = UnsafeMutableRawPointer.allocate(byteCount: 8 * generalMax, alignment: 64)
+
+private func fuzzGeneral(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    var input = Input(bytes: UnsafeBufferPointer(start: data, count: size))
+    let entry = input.byte() & 3
+    let threads = Int32(input.byte() % 17)
+    var options = segloss_options()
+    _ = segloss_options_init(&options)
+    func field(_ valid: UInt8) -> Int32 {
+        let b = input.byte()
+        return b < 0x80 ? Int32(b % valid) : Int32(b)
+    }
+    options.input = field(2)
+    options.element_term = field(2)
+    options.region_term = field(4)
+    options.segments = field(4)
+    options.empty_policy = field(3)
+    options.reduction = field(2)
+    options.squared = field(2)
+    options.log_loss = field(2)
+    func value() -> Double { interestingValues[Int(input.byte()) % interestingValues.count] }
+    options.element_weight = value()
+    options.region_weight = value()
+    options.smooth_nr = value()
+    options.smooth_dr = value()
+    options.alpha = value()
+    options.beta = value()
+    options.gamma = value()
+    options.denominator_min = value()
+    options.log_min = value()
+    options.label_smoothing = value()
+    let layout = input.byte()
+    let n = 1 + Int(input.byte() % 4), c = 1 + Int(input.byte() % 4)
+    let sHigh = Int(input.byte() % 4)
+    let types = input.byte()
+    let sLow = Int(input.byte()) | Int(input.byte()) << 8
+    // Up to 4 * 4 * 3 * 16384 / 16 elements: a few chunks at the largest, so threads run.
+    let spatial = 1 + (sHigh == 3 ? sLow % 12_288 : sLow % 1024)
+    let count = n * c * spatial
+    guard count <= generalMax else { return 0 }
+    let predType = Int32(types % 3)            // 2 = uint8: INVALID_SHAPE
+    let targetType = Int32((types / 3) % 4)    // 3: INVALID_SHAPE
+    let maskMode = (types / 12) % 4            // none, per element, per pixel, layout 7
+    var shape = segloss_shape(
+        batch: n, channels: c, spatial: spatial, pred_dtype: predType, target_dtype: targetType,
+        mask_layout: maskMode == 3 ? 7 : (maskMode == 2 ? 1 : 0))
+    let predSize = predType == 1 ? 8 : 4
+    let targetSize = targetType == 1 ? 8 : (targetType == 2 ? 1 : 4)
+    let misaligned = layout & 0x40 != 0 ? 1 : 0
+    let pred = generalPred + misaligned, target = generalTarget + misaligned
+    let valuesStart = min(input.position, size)
+    let pool = UnsafeRawPointer(data + valuesStart)
+    let poolBytes = size - valuesStart
+    func fill(_ destination: UnsafeMutableRawPointer, _ bytes: Int, _ first: Int) {
+        guard poolBytes > 0 else { memset(destination, 0, bytes); return }
+        for k in 0..<bytes { destination.storeBytes(of: pool.load(fromByteOffset: (first + k) % poolBytes, as: UInt8.self), toByteOffset: k, as: UInt8.self) }
+    }
+    fill(pred, count * predSize, 0)
+    fill(target, count * targetSize, 7)
+    let maskCount = maskMode == 2 ? n * spatial : count
+    fill(generalMask, maskCount, 13)
+    let mask: UnsafePointer<UInt8>? = maskMode == 0 ? nil : UnsafePointer(generalMask.assumingMemoryBound(to: UInt8.self))
+    // Tame values (layout 0x20), so that most inputs get past the range checks into the math:
+    // pred and target from one byte each, probabilities and targets in [0, 1], logits in
+    // [-8, 8], uint8 targets 0 or 1 (also layout 0x01).
+    if layout & 0x20 != 0 {
+        for k in 0..<count {
+            let b = poolBytes > 0 ? pool.load(fromByteOffset: k % poolBytes, as: UInt8.self) : 0
+            let u = Double(b) / 255
+            let p = options.input == 1 ? 16 * u - 8 : u
+            let t = Double((b &* 37) & 1) * (b & 0x40 != 0 ? u : 1)
+            if predType == 1 { pred.storeBytes(of: p, toByteOffset: 8 * k, as: Double.self) }
+            else { pred.storeBytes(of: Float(p), toByteOffset: 4 * k, as: Float.self) }
+            switch targetType {
+            case 1: target.storeBytes(of: t, toByteOffset: 8 * k, as: Double.self)
+            case 2: target.storeBytes(of: UInt8(t > 0.5 ? 1 : 0), toByteOffset: k, as: UInt8.self)
+            default: target.storeBytes(of: Float(t), toByteOffset: 4 * k, as: Float.self)
+            }
+        }
+    }
+    if targetType == 2 && layout & 0x01 != 0 {
+        for k in 0..<count { target.storeBytes(of: target.load(fromByteOffset: k, as: UInt8.self) & 1, toByteOffset: k, as: UInt8.self) }
+    }
+    let weights = [Double](repeating: 0, count: c).enumerated().map { k, _ in interestingValues[(k + Int(layout)) % 8] }
+    let structMode = (layout >> 1) & 3
+    var bigger = (options, UInt64(0), UInt64(0))
+    bigger.0.struct_size = structMode == 0 ? MemoryLayout<segloss_options>.size
+        : structMode == 1 ? MemoryLayout<segloss_options>.size - 8 : MemoryLayout.size(ofValue: bigger)
+    if structMode == 3 { bigger.2 = 1 }
+
+    let segments = 4 * 4 * 4 + 1
+    let sentinelValue = -12345.5
+    return weights.withUnsafeBufferPointer { w in
+        bigger.0.pos_weight = layout & 0x08 != 0 ? w.baseAddress : nil
+        bigger.0.channel_weights = layout & 0x10 != 0 ? w.baseAddress : nil
+        return withUnsafePointer(to: &bigger) { big in
+            let o = UnsafeRawPointer(big).assumingMemoryBound(to: segloss_options.self)
+            var loss = sentinelValue
+            var scores = [Double](repeating: sentinelValue, count: segments)
+            var sums = [Double](repeating: sentinelValue, count: 6 * segments)
+            memset(generalGrad, 0xA5, count * predSize)
+            segloss_set_num_threads(threads)
+            var status: segloss_status
+            switch entry {
+            case 0: status = segloss_forward(o, &shape, pred, target, mask, &loss, &scores, &sums)
+            case 1: status = segloss_backward(o, &shape, pred, target, mask, 0.75, generalGrad)
+            default: status = segloss_forward_backward(o, &shape, pred, target, mask, &loss, generalGrad, &scores, &sums)
+            }
+            if status.rawValue > 8 { violated("general: unknown status \(status.rawValue)") }
+            if status != SEGLOSS_OK {
+                if loss != sentinelValue || scores.contains(where: { $0 != sentinelValue })
+                    || sums.contains(where: { $0 != sentinelValue }) {
+                    violated("general: an output written with status \(status.rawValue)")
+                }
+                for k in 0..<(count * predSize) where generalGrad.load(fromByteOffset: k, as: UInt8.self) != 0xA5 {
+                    violated("general: the gradient written with status \(status.rawValue)")
+                }
+                segloss_set_num_threads(0)
+                return 0
+            }
+            if entry == 3 || count > chunkLength {
+                // The split phase on the whole batch, or the same call with other threads:
+                // the same bits (the split phase's loss within rounding of the sums' order).
+                memcpy(generalSecond, generalGrad, count * predSize)
+                segloss_set_num_threads(threads == 1 ? 3 : 1)
+                var again = sentinelValue
+                var slice = segloss_slice(sample_offset: 0, total_batch: n)
+                var length = 0
+                if entry == 3 {
+                    _ = segloss_sums_length(o, &shape, &slice, &length)
+                    var split = [Double](repeating: 0, count: length)
+                    var statuses = [
+                        segloss_compute_sums(o, &shape, &slice, pred, target, mask, &split, length),
+                        segloss_loss_from_sums(o, &shape, &slice, split, length, &again, nil),
+                        segloss_backward_from_sums(o, &shape, &slice, pred, target, mask, split, length, 1, generalGrad),
+                    ]
+                    statuses.removeAll { $0 == SEGLOSS_OK }
+                    if !statuses.isEmpty { violated("split phase: status \(statuses[0].rawValue) where forward_backward succeeded") }
+                    let scale = max(abs(loss), 1e-300)
+                    if !(abs(again - loss) <= 1e-9 * scale) && !(again.isNaN && loss.isNaN) {
+                        violated("split phase: loss \(again) vs forward_backward \(loss)")
+                    }
+                } else {
+                    switch entry {
+                    case 0: _ = segloss_forward(o, &shape, pred, target, mask, &again, nil, nil)
+                    case 1: _ = segloss_backward(o, &shape, pred, target, mask, 0.75, generalGrad)
+                    default: _ = segloss_forward_backward(o, &shape, pred, target, mask, &again, generalGrad, nil, nil)
+                    }
+                    if entry != 1 && again.bitPattern != loss.bitPattern && !(again.isNaN && loss.isNaN) {
+                        violated("general: the loss differs between thread counts")
+                    }
+                    if entry != 0 && memcmp(generalSecond, generalGrad, count * predSize) != 0 {
+                        violated("general: the gradient differs between thread counts")
+                    }
+                }
+            }
+            segloss_set_num_threads(0)
+            return 0
+        }
+    }
 }
 
 #if SEGLOSS_LIBFUZZER
