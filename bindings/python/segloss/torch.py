@@ -40,8 +40,8 @@ import numpy as np
 from . import _api, _general, distributed
 
 
-def _array(name: str, tensor: torch.Tensor):
-    """The tensor's data as a numpy array for the numpy API: a view when it is float32."""
+def _cpu_tensor(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor, detached, after the checks every module makes: a real CPU tensor."""
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
     if tensor.device.type != "cpu":
@@ -49,7 +49,12 @@ def _array(name: str, tensor: torch.Tensor):
                          f"'{tensor.device}' (move it with .cpu())")
     if tensor.is_complex():
         raise TypeError(f"{name} has dtype {tensor.dtype}; expected real numbers")
-    tensor = tensor.detach()
+    return tensor.detach()
+
+
+def _array(name: str, tensor: torch.Tensor):
+    """The tensor's data as a numpy array for the numpy API: a view when it is float32."""
+    tensor = _cpu_tensor(name, tensor)
     if tensor.dtype != torch.float32:
         tensor = tensor.to(torch.float32)
     return tensor.numpy()
@@ -145,14 +150,7 @@ def _general_array(name: str, tensor: torch.Tensor, float_dtype: torch.dtype):
     """The tensor's data as a numpy array for the general numpy API: a view when its dtype
     is one the library reads (float32, float64, uint8, bool; integers are converted by
     the numpy API), else converted to `float_dtype`."""
-    if not isinstance(tensor, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
-    if tensor.device.type != "cpu":
-        raise ValueError(f"segloss computes on the CPU only; {name} is on device "
-                         f"'{tensor.device}' (move it with .cpu())")
-    if tensor.is_complex():
-        raise TypeError(f"{name} has dtype {tensor.dtype}; expected real numbers")
-    tensor = tensor.detach()
+    tensor = _cpu_tensor(name, tensor)
     if tensor.is_floating_point() and tensor.dtype not in _COMPUTED_DTYPES:
         tensor = tensor.to(float_dtype)  # float16, bfloat16: numpy has no bfloat16
     return tensor.resolve_neg().numpy()
