@@ -491,7 +491,7 @@ SEGLOSS_API segloss_status segloss_compute_sums(const segloss_options *options,
  * valid element anywhere) give the loss of an all-masked batch, as segloss_forward would.
  * Returns SEGLOSS_OK, NULL_POINTER, INVALID_OPTIONS, INVALID_SHAPE, EMPTY_INPUT,
  * COUNT_TOO_LARGE, and INVALID_ARGUMENT for a bad slice, a sums_length that does not match,
- * or a sum that is negative, NaN or infinite. */
+ * or a sum that is negative or NaN (+inf, which huge logits can give, is accepted). */
 SEGLOSS_API segloss_status segloss_loss_from_sums(const segloss_options *options,
                                                   const segloss_shape *shape,
                                                   const segloss_slice *slice,

@@ -101,12 +101,13 @@ extension GeneralLoss {
     }
 
     /// The sums of `sums` (as `sumsCall` writes them, added up across slices).
-    /// - Throws: `.invalidArgument` for a sum that is negative, NaN or infinite.
+    /// - Throws: `.invalidArgument` for a sum that is negative or NaN. (+inf is a sum a slice
+    ///   can have: terms of huge finite logits overflow, and the loss is then infinite.)
     public func readSums(_ sums: UnsafePointer<Double>) throws(SegLossError) -> [KernelSums] {
         var result = [KernelSums](repeating: KernelSums(), count: segmentCount)
         for index in result.indices {
             let row = sums + index &* Self.sumsPerSegment
-            for k in 0..<Self.sumsPerSegment where !(row[k].isFinite && row[k] >= 0) {
+            for k in 0..<Self.sumsPerSegment where !(row[k] >= 0) {
                 throw .invalidArgument
             }
             result[index].truePositive = row[0]
