@@ -156,7 +156,8 @@ extension Double: KernelReal {
 /// sigmoids of x and -x, so that 1 - p keeps its precision where p is near 1), t, the valid
 /// flag (1 or 0) and the element terms, each `kernelBlockLength` values.
 private struct BlockBuffers<R: KernelReal> {
-    let raw, p, q, t, m, e: UnsafeMutablePointer<R>
+    private(set) var raw, t: UnsafeMutablePointer<R>
+    let p, q, m, e: UnsafeMutablePointer<R>
 
     init(_ base: UnsafeMutablePointer<R>) {
         raw = base
@@ -165,6 +166,14 @@ private struct BlockBuffers<R: KernelReal> {
         t = q + kernelBlockLength
         m = t + kernelBlockLength
         e = m + kernelBlockLength
+    }
+
+    /// The block's buffers with raw and t read from the caller's arrays themselves (never
+    /// written through): `pred` and `target` already hold the computation type.
+    init(_ base: UnsafeMutablePointer<R>, pred: UnsafeRawPointer, target: UnsafeRawPointer) {
+        self.init(base)
+        raw = UnsafeMutablePointer(mutating: pred.assumingMemoryBound(to: R.self))
+        t = UnsafeMutablePointer(mutating: target.assumingMemoryBound(to: R.self))
     }
     static var capacity: Int { 6 * kernelBlockLength }
 }
@@ -178,10 +187,15 @@ private struct BlockBuffers<R: KernelReal> {
 @inline(__always)
 private func stage<R: KernelReal, P: StoredElement, T: StoredElement>(
     _ input: KernelInput, _ start: Int, _ length: Int, _ padded: Int, _ b: BlockBuffers<R>,
-    _: P.Type, _: T.Type
-) {
+    _: P.Type, _: T.Type, direct: Bool = true
+) -> BlockBuffers<R> {
     let pred = input.pred + start &* MemoryLayout<P>.stride
     let target = input.target + start &* MemoryLayout<T>.stride
+    // Arrays already in the computation type, with no mask, need no copy but for the short
+    // last block of a run (which is padded with zeros).
+    if direct && P.self == R.self && T.self == R.self && input.mask == nil && length == padded {
+        return BlockBuffers(b.raw, pred: pred, target: target)
+    }
     if let mask = input.mask.map({ $0 + start }) {
         for k in 0..<length {
             let valid = mask[k] != 0
@@ -203,6 +217,7 @@ private func stage<R: KernelReal, P: StoredElement, T: StoredElement>(
         b.t[k] = 0
         b.m[k] = 0
     }
+    return BlockBuffers(b.raw)
 }
 
 /// Calls `body(start, length, padded)` for each block of the run, with the block buffers.
@@ -234,11 +249,10 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     var sqSum = SIMD8<Double>(), elementSum = SIMD8<Double>(), validSum = SIMD8<Double>()
     var badPred: UInt32 = 0, badTarget: UInt32 = 0
     forEachRunBlock(input.count) { (start, length, padded, buffers: BlockBuffers<R>) in
-        stage(input, start, length, padded, buffers, R.self, T.self)
         // Every loop works on locals: the closure's parameters and captures live in memory,
         // which any store through a pointer might change as far as LLVM knows, so it would
         // reload them at each step and not vectorize the loop.
-        let b = BlockBuffers(buffers.raw)
+        let b = stage(input, start, length, padded, buffers, R.self, T.self)
         let posWeight = posWeight, smoothing = smoothing
         var invalidTarget: UInt32 = 0, invalidPred: UInt32 = 0
         for k in 0..<padded {
@@ -364,11 +378,12 @@ private func runGradient<R: KernelReal, T: StoredElement>(
     let predScale = R.fromDouble(c.predScale), elementScale = R.fromDouble(c.elementScale)
     let bce = c.elementScale != 0
     let withElementSum = options.bce
+    let inPlace = UnsafeRawPointer(grad) == input.pred
     var elementSum = SIMD8<Double>()
     forEachRunBlock(input.count) { (start, length, padded, buffers: BlockBuffers<R>) in
-        stage(input, start, length, padded, buffers, R.self, T.self)
-        // Locals, not the closure's memory (see runStatistics).
-        let b = BlockBuffers(buffers.raw)
+        // Locals, not the closure's memory (see runStatistics). In place, pred is read from
+        // the staged copy: the loops below write the gradient over it.
+        let b = stage(input, start, length, padded, buffers, R.self, T.self, direct: !inPlace)
         let posWeight = posWeight, smoothing = smoothing, targetScale = targetScale
         let offset = offset, predScale = predScale, elementScale = elementScale
         let out = grad + start &* MemoryLayout<R>.stride
