@@ -1,8 +1,10 @@
-/* stress_test — many host threads calling every flat entry point at once, while another
- * thread keeps changing segloss_set_num_threads.
+/* stress_test — many host threads calling every entry point at once, while another thread
+ * keeps changing segloss_set_num_threads.
  *
  * First, single-threaded (segloss_set_num_threads(1)), every case is computed once: each of
- * the seven entry points on a few elements, tens of thousands and about a million, hard and
+ * the seven flat entry points, the general API's three and the split phase (with two option
+ * sets: logits, Jaccard, pos_weight and label smoothing; probabilities, focal Tversky) on a
+ * few elements, tens of thousands and about a million, hard and
  * soft targets, two sets of scalars, and a few error cases (a NaN in pred, a bad target, a
  * bad scalar). Then 16 host threads (STRESS_THREADS) call random cases until the time is up
  * — in place (grad_pred = a private copy of pred) or out of place, at an aligned or an odd
@@ -23,12 +25,17 @@
 #include <string.h>
 #include <time.h>
 
-enum { DICE_F, DICE_B, BCE_F, BCE_B, BD_F, BD_B, BD_FB, ENTRIES };
+enum { DICE_F, DICE_B, BCE_F, BCE_B, BD_F, BD_B, BD_FB, GEN_F, GEN_B, GEN_FB, SPLIT, ENTRIES };
 static const char *const entry_names[ENTRIES] = {
     "dice_forward", "dice_backward", "bce_forward", "bce_backward",
-    "bce_dice_forward", "bce_dice_backward", "bce_dice_forward_backward"};
-static int has_loss(int e) { return e == DICE_F || e == BCE_F || e == BD_F || e == BD_FB; }
-static int has_grad(int e) { return e == DICE_B || e == BCE_B || e == BD_B || e == BD_FB; }
+    "bce_dice_forward", "bce_dice_backward", "bce_dice_forward_backward",
+    "forward", "backward", "forward_backward", "split phase"};
+static int has_loss(int e) {
+    return e == DICE_F || e == BCE_F || e == BD_F || e == BD_FB || e == GEN_F || e == GEN_FB || e == SPLIT;
+}
+static int has_grad(int e) {
+    return e == DICE_B || e == BCE_B || e == BD_B || e == BD_FB || e == GEN_B || e == GEN_FB || e == SPLIT;
+}
 
 typedef struct {
     float weight_bce, weight_dice, smooth, grad_loss;
@@ -48,7 +55,7 @@ typedef struct {
     int entry, size, soft, scalars, input;
     /* The single-threaded result. */
     segloss_status status;
-    uint32_t loss_bits;
+    uint64_t loss_bits; /* the loss as a double (the flat functions' float, widened) */
     float *grad;  /* count floats, or NULL */
 } test_case;
 
@@ -61,11 +68,23 @@ static uint32_t bits(float f) {
     return b;
 }
 
-static float from_bits(uint32_t b) {
-    float f;
-    memcpy(&f, &b, sizeof f);
-    return f;
+static uint64_t dbits(double d) {
+    uint64_t b;
+    memcpy(&b, &d, sizeof b);
+    return b;
 }
+
+static double from_dbits(uint64_t b) {
+    double d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
+
+/* The general API's two option sets (made in make_inputs), and a shape of one sample and
+ * one channel. Set 0: logits, Jaccard, pos_weight 2, label smoothing 0.1, per sample x
+ * channel; set 1: probabilities, focal Tversky (alpha 0.7, beta 0.3, gamma 0.75), sum. */
+static segloss_options general_options[2];
+static const double pos_weight_two[1] = {2.0};
 
 static uint32_t next_random(uint32_t *state) {
     *state ^= *state << 13;
@@ -83,19 +102,57 @@ static void *xmalloc(size_t bytes) {
     return p;
 }
 
-static segloss_status call(int e, const float *p, const float *t, size_t n, scalars a, float *loss,
-                           float *grad) {
+/* The general API's calls: the option set by the scalars' index, made invalid (gamma < 0)
+ * for a bad scalar; the split phase runs its three steps on the whole batch. */
+static segloss_status call_general(int e, const float *p, const float *t, size_t n, int set,
+                                   int bad, double gl, double *loss, float *grad) {
+    segloss_options o = general_options[set];
+    segloss_shape shape = {1, 1, 0, SEGLOSS_FLOAT32, SEGLOSS_FLOAT32, SEGLOSS_MASK_PER_ELEMENT};
+    segloss_slice slice = {0, 1};
+    double sums[SEGLOSS_SUMS_PER_SEGMENT], value;
+    segloss_status status;
+    shape.spatial = n;
+    if (bad) o.gamma = -1.0;
     switch (e) {
-    case DICE_F: return segloss_dice_forward(p, t, n, a.smooth, loss);
+    case GEN_F: return segloss_forward(&o, &shape, p, t, NULL, loss, NULL, NULL);
+    case GEN_B: return segloss_backward(&o, &shape, p, t, NULL, gl, grad);
+    case GEN_FB: return segloss_forward_backward(&o, &shape, p, t, NULL, loss, grad, NULL, NULL);
+    default:
+        status = segloss_compute_sums(&o, &shape, &slice, p, t, NULL, sums, SEGLOSS_SUMS_PER_SEGMENT);
+        if (status != SEGLOSS_OK) return status;
+        status = segloss_loss_from_sums(&o, &shape, &slice, sums, SEGLOSS_SUMS_PER_SEGMENT, &value, NULL);
+        if (status != SEGLOSS_OK) return status;
+        status = segloss_backward_from_sums(&o, &shape, &slice, p, t, NULL, sums, SEGLOSS_SUMS_PER_SEGMENT,
+                                            gl, grad);
+        if (status == SEGLOSS_OK) *loss = value;
+        return status;
+    }
+}
+
+static segloss_status call(int e, const float *p, const float *t, size_t n, scalars a, int set,
+                           int bad, double *loss_out, float *grad) {
+    float flat_loss;
+    segloss_status status;
+    memcpy(&flat_loss, loss_out, sizeof flat_loss); /* the sentinel's bytes, for an error */
+    if (e >= GEN_F) return call_general(e, p, t, n, set, bad, a.grad_loss, loss_out, grad);
+    status = SEGLOSS_OK;
+    switch (e) {
+    case DICE_F: status = segloss_dice_forward(p, t, n, a.smooth, &flat_loss); break;
     case DICE_B: return segloss_dice_backward(p, t, n, a.smooth, a.grad_loss, grad);
-    case BCE_F: return segloss_bce_forward(p, t, n, loss);
+    case BCE_F: status = segloss_bce_forward(p, t, n, &flat_loss); break;
     case BCE_B: return segloss_bce_backward(p, t, n, a.grad_loss, grad);
-    case BD_F: return segloss_bce_dice_forward(p, t, n, a.weight_bce, a.weight_dice, a.smooth, loss);
+    case BD_F:
+        status = segloss_bce_dice_forward(p, t, n, a.weight_bce, a.weight_dice, a.smooth, &flat_loss);
+        break;
     case BD_B:
         return segloss_bce_dice_backward(p, t, n, a.weight_bce, a.weight_dice, a.smooth, a.grad_loss, grad);
     default:
-        return segloss_bce_dice_forward_backward(p, t, n, a.weight_bce, a.weight_dice, a.smooth, loss, grad);
+        status = segloss_bce_dice_forward_backward(p, t, n, a.weight_bce, a.weight_dice, a.smooth,
+                                                   &flat_loss, grad);
+        break;
     }
+    if (status == SEGLOSS_OK) *loss_out = flat_loss;
+    return status;
 }
 
 static void case_inputs(const test_case *c, const float **p, const float **t, scalars *a) {
@@ -112,6 +169,18 @@ static void make_inputs(void) {
     uint32_t state = 0x9E3779B9u;
     int s;
     size_t k;
+    segloss_options_init(&general_options[0]);
+    general_options[0].input = SEGLOSS_INPUT_LOGITS;
+    general_options[0].region_term = SEGLOSS_REGION_JACCARD;
+    general_options[0].segments = SEGLOSS_SEGMENT_SAMPLE_CHANNEL;
+    general_options[0].label_smoothing = 0.1;
+    general_options[0].pos_weight = pos_weight_two;
+    segloss_options_init(&general_options[1]);
+    general_options[1].region_term = SEGLOSS_REGION_TVERSKY;
+    general_options[1].alpha = 0.7;
+    general_options[1].beta = 0.3;
+    general_options[1].gamma = 0.75;
+    general_options[1].reduction = SEGLOSS_REDUCTION_SUM;
     for (s = 0; s < SIZES; ++s) {
         size_t n = sizes[s];
         pred[s] = (float *)xmalloc(n * sizeof(float));
@@ -146,7 +215,7 @@ static void make_cases(void) {
                         test_case *c = &cases[case_count];
                         const float *p, *t;
                         scalars a;
-                        float loss = 0;
+                        double loss = 0;
                         /* Error cases: one per entry point and size. */
                         if (input != OK_INPUT && (soft || sc)) continue;
                         c->entry = e;
@@ -156,8 +225,8 @@ static void make_cases(void) {
                         c->input = input;
                         c->grad = has_grad(e) ? (float *)xmalloc(sizes[s] * sizeof(float)) : NULL;
                         case_inputs(c, &p, &t, &a);
-                        c->status = call(e, p, t, sizes[s], a, &loss, c->grad);
-                        c->loss_bits = bits(loss);
+                        c->status = call(e, p, t, sizes[s], a, sc, input == SCALAR_BAD, &loss, c->grad);
+                        c->loss_bits = dbits(loss);
                         if ((input == OK_INPUT) != (c->status == SEGLOSS_OK) ||
                             (input == SCALAR_BAD && e == BCE_F)) {
                             /* bce_forward has no smooth or grad_loss: its "bad scalar" case is valid. */
@@ -196,7 +265,7 @@ typedef struct {
 } worker;
 
 static int check(worker *w, const test_case *c, int in_place, int offset, segloss_status got,
-                 float loss, const float *grad, const float *p_original) {
+                 double loss, const float *grad, const float *p_original) {
     size_t n = sizes[c->size];
     const char *how = in_place ? "in place" : "out of place";
     if (got != c->status) {
@@ -205,9 +274,9 @@ static int check(worker *w, const test_case *c, int in_place, int offset, seglos
         return 0;
     }
     if (c->status == SEGLOSS_OK) {
-        if (has_loss(c->entry) && bits(loss) != c->loss_bits) {
-            fprintf(stderr, "thread %d: %s, %zu elements, %s: loss %.9g, single-threaded %.9g\n", w->index,
-                    entry_names[c->entry], n, how, loss, (double)from_bits(c->loss_bits));
+        if (has_loss(c->entry) && dbits(loss) != c->loss_bits) {
+            fprintf(stderr, "thread %d: %s, %zu elements, %s: loss %.17g, single-threaded %.17g\n", w->index,
+                    entry_names[c->entry], n, how, loss, from_dbits(c->loss_bits));
             return 0;
         }
         if (has_grad(c->entry) && memcmp(grad, c->grad, n * sizeof(float)) != 0) {
@@ -227,7 +296,7 @@ static int check(worker *w, const test_case *c, int in_place, int offset, seglos
         }
     } else {
         size_t k;
-        if (bits(loss) != 0x5A5A5A5Au) {
+        if (dbits(loss) != 0x5A5A5A5A5A5A5A5Aull) {
             fprintf(stderr, "thread %d: %s: loss written with status %d\n", w->index, entry_names[c->entry],
                     (int)got);
             return 0;
@@ -262,16 +331,16 @@ static void *worker_main(void *arg) {
         float *out = (float *)(void *)(w->scratch + offset);
         const float *p, *t;
         scalars a;
-        float loss;
+        double loss;
         segloss_status got;
         memset(&loss, 0x5A, sizeof loss);
         case_inputs(c, &p, &t, &a);
         if (in_place) {
             memcpy(out, p, n * sizeof(float));
-            got = call(c->entry, out, t, n, a, &loss, out);
+            got = call(c->entry, out, t, n, a, c->scalars, c->input == SCALAR_BAD, &loss, out);
         } else {
             if (has_grad(c->entry) && c->status != SEGLOSS_OK) memset(out, SENTINEL_BYTE, n * sizeof(float));
-            got = call(c->entry, p, t, n, a, &loss, out);
+            got = call(c->entry, p, t, n, a, c->scalars, c->input == SCALAR_BAD, &loss, out);
         }
         ++w->calls;
         if (n > 100000) ++w->large_calls;
