@@ -47,7 +47,7 @@ extension GeneralLoss {
             let (pred, target) = flatBuffers(inputs)
             return try flat.forwardValue(pred: pred, target: target)
         }
-        let (finalized, segmentSums) = try forward(inputs)
+        let (finalized, segmentSums) = try forward(inputs, allSums: sums != nil)
         write(finalized, segmentSums, scores: scores, sums: sums)
         return finalized.loss
     }
@@ -64,7 +64,7 @@ extension GeneralLoss {
                 into: grad.assumingMemoryBound(to: Float.self))
             return
         }
-        _ = try backward(inputs, gradLoss: gradLoss, into: grad, withLoss: false)
+        _ = try backward(inputs, gradLoss: gradLoss, into: grad, withLoss: false, allSums: false)
     }
 
     /// The loss, and d loss / d pred into `grad`.
@@ -77,7 +77,7 @@ extension GeneralLoss {
             return try flat.forwardBackwardValue(
                 pred: pred, target: target, into: grad.assumingMemoryBound(to: Float.self))
         }
-        let (finalized, segmentSums) = try backward(inputs, gradLoss: 1, into: grad)
+        let (finalized, segmentSums) = try backward(inputs, gradLoss: 1, into: grad, allSums: sums != nil)
         write(finalized, segmentSums, scores: scores, sums: sums)
         return finalized.loss
     }
@@ -137,7 +137,7 @@ extension GeneralLoss {
         guard gradLoss.isFinite else { throw .invalidArgument }
         let finalized = finalize(try readSums(sums), gradLoss: gradLoss)
         // The slice's own inputs are checked as every pass checks them, before any write.
-        _ = try statistics(inputs, elementTerms: false)
+        _ = try statistics(inputs, elementTerms: false, allSums: false)
         gradient(inputs, finalized, into: grad)
     }
 

@@ -114,11 +114,11 @@ public struct GeneralLoss: Sendable {
     var usesElementTerm: Bool { options.bce && options.elementWeight != 0 }
     var usesRegionTerm: Bool { options.region != .none && options.regionWeight != 0 }
 
-    func elementOptions(bce: Bool) -> [ElementOptions] {
+    func elementOptions(bce: Bool, squaredError: Bool = true) -> [ElementOptions] {
         (0..<shape.channels).map { channel in
             ElementOptions(
                 logits: options.logits, bce: bce, posWeight: options.posWeight?[channel] ?? 1,
-                labelSmoothing: options.labelSmoothing)
+                labelSmoothing: options.labelSmoothing, squaredError: squaredError)
         }
     }
 
@@ -126,9 +126,13 @@ public struct GeneralLoss: Sendable {
 
     /// The sums of every segment, in segment order.
     /// - Throws: `.predOutOfRange`, `.targetOutOfRange`.
-    /// Without `elementTerms`, the element sums are 0 (a backward call needs no loss).
-    public func statistics(_ inputs: TensorInputs, elementTerms: Bool = true) throws(SegLossError) -> [KernelSums] {
-        let channelOptions = elementOptions(bce: usesElementTerm && elementTerms)
+    /// Without `elementTerms`, the element sums are 0 (a backward call needs no loss); without
+    /// `allSums`, SQ is 0 unless the loss is a squared form (nothing else needs it).
+    public func statistics(
+        _ inputs: TensorInputs, elementTerms: Bool = true, allSums: Bool = true
+    ) throws(SegLossError) -> [KernelSums] {
+        let channelOptions = elementOptions(
+            bce: usesElementTerm && elementTerms, squaredError: allSums || options.squared)
         let totals = sumBySegment { run, start, count in
             level.generalStatistics(
                 inputs.kernelInput(run: run, start: start, count: count), channelOptions[run % shape.channels])
@@ -344,8 +348,10 @@ public struct GeneralLoss: Sendable {
     // MARK: The calls
 
     /// Sums, then the loss: a forward call.
-    public func forward(_ inputs: TensorInputs) throws(SegLossError) -> (FinalizedLoss, [KernelSums]) {
-        let sums = try statistics(inputs)
+    public func forward(
+        _ inputs: TensorInputs, allSums: Bool = true
+    ) throws(SegLossError) -> (FinalizedLoss, [KernelSums]) {
+        let sums = try statistics(inputs, allSums: allSums)
         return (finalize(sums), sums)
     }
 
@@ -354,9 +360,10 @@ public struct GeneralLoss: Sendable {
     /// The element sums come from the gradient pass (the coefficients do not need them), and
     /// the loss is finalized again with them.
     public func backward(
-        _ inputs: TensorInputs, gradLoss: Double, into grad: UnsafeMutableRawPointer, withLoss: Bool = true
+        _ inputs: TensorInputs, gradLoss: Double, into grad: UnsafeMutableRawPointer, withLoss: Bool = true,
+        allSums: Bool = true
     ) throws(SegLossError) -> (FinalizedLoss, [KernelSums]) {
-        var sums = try statistics(inputs, elementTerms: false)
+        var sums = try statistics(inputs, elementTerms: false, allSums: allSums)
         var finalized = finalize(sums, gradLoss: gradLoss)
         let elementSums = gradient(inputs, finalized, into: grad, elementSums: withLoss)
         if withLoss && usesElementTerm {

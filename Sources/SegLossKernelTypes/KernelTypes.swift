@@ -51,12 +51,18 @@ public struct ElementOptions: Sendable, Equatable {
     public var posWeight: Double
     /// BCE targets become t(1 - labelSmoothing) + labelSmoothing / 2.
     public var labelSmoothing: Double
+    /// The statistics kernel sums SQ (else it leaves it 0: only squared forms and the sums
+    /// outputs need it).
+    public var squaredError: Bool
 
-    public init(logits: Bool, bce: Bool, posWeight: Double = 1, labelSmoothing: Double = 0) {
+    public init(
+        logits: Bool, bce: Bool, posWeight: Double = 1, labelSmoothing: Double = 0, squaredError: Bool = true
+    ) {
         self.logits = logits
         self.bce = bce
         self.posWeight = posWeight
         self.labelSmoothing = labelSmoothing
+        self.squaredError = squaredError
     }
 }
 

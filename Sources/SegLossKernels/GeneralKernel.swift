@@ -248,6 +248,7 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     var tpSum = SIMD8<Double>(), fpSum = SIMD8<Double>(), fnSum = SIMD8<Double>()
     var sqSum = SIMD8<Double>(), elementSum = SIMD8<Double>(), validSum = SIMD8<Double>()
     var badPred: UInt32 = 0, badTarget: UInt32 = 0
+    let squaredError = options.squaredError, masked = input.mask != nil
     forEachRunBlock(input.count) { (start, length, padded, buffers: BlockBuffers<R>) in
         // Every loop works on locals: the closure's parameters and captures live in memory,
         // which any store through a pointer might change as far as LLVM knows, so it would
@@ -284,19 +285,34 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         var tp = SIMD16<R>(), fp = SIMD16<R>(), fn = SIMD16<R>(), sq = SIMD16<R>()
         var valid = SIMD16<R>()
         var k = 0
-        while k < padded {
-            let pv = UnsafeRawPointer(p + k).loadUnaligned(as: SIMD16<R>.self)
-            let tv = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
-            let qv = logits ? UnsafeRawPointer(b.q + k).loadUnaligned(as: SIMD16<R>.self) : 1 - pv
-            tp += pv * tv
-            fp += pv * (1 - tv)
-            fn += qv * tv
-            // p - t as (1 - t)p - t(1 - p): equal, and where t is near 1 (and so p, for a good
-            // prediction) it takes the precise 1 - p.
-            let d = (1 - tv) * pv - tv * qv
-            sq += d * d
-            valid += UnsafeRawPointer(b.m + k).loadUnaligned(as: SIMD16<R>.self)
-            k &+= 16
+        // Two loops, so that the common case does without the sums it does not need: SQ
+        // (only squared forms and the sums outputs use it) and the valid count (without a
+        // mask, it is the element count).
+        if squaredError || masked {
+            while k < padded {
+                let pv = UnsafeRawPointer(p + k).loadUnaligned(as: SIMD16<R>.self)
+                let tv = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
+                let qv = logits ? UnsafeRawPointer(b.q + k).loadUnaligned(as: SIMD16<R>.self) : 1 - pv
+                tp += pv * tv
+                fp += pv * (1 - tv)
+                fn += qv * tv
+                // p - t as (1 - t)p - t(1 - p): equal, and where t is near 1 (and so p, for a
+                // good prediction) it takes the precise 1 - p.
+                let d = (1 - tv) * pv - tv * qv
+                sq += d * d
+                valid += UnsafeRawPointer(b.m + k).loadUnaligned(as: SIMD16<R>.self)
+                k &+= 16
+            }
+        } else {
+            while k < padded {
+                let pv = UnsafeRawPointer(p + k).loadUnaligned(as: SIMD16<R>.self)
+                let tv = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
+                let qv = logits ? UnsafeRawPointer(b.q + k).loadUnaligned(as: SIMD16<R>.self) : 1 - pv
+                tp += pv * tv
+                fp += pv * (1 - tv)
+                fn += qv * tv
+                k &+= 16
+            }
         }
         tpSum += R.widen(tp)
         fpSum += R.widen(fp)
@@ -309,9 +325,10 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     sums.truePositive = tpSum.sum()
     sums.falsePositive = fpSum.sum()
     sums.falseNegative = fnSum.sum()
-    sums.squaredError = sqSum.sum()
+    sums.squaredError = squaredError ? sqSum.sum() : 0
     sums.elementSum = elementSum.sum()
-    sums.validCount = validSum.sum()
+    // Without a mask every element is valid (the lanes' count is the same integer, exactly).
+    sums.validCount = masked ? validSum.sum() : Double(input.count)
     sums.invalidPred = badPred != 0
     sums.invalidTarget = badTarget != 0
     return sums
