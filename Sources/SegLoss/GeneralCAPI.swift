@@ -87,10 +87,7 @@ public func segloss_sums_length(
 ) -> segloss_status {
     status { () throws(SegLossError) in
         guard let length else { throw .nullPointer }
-        let loss = try generalLoss(options, shape, hasMask: false, slice: slice)
-        let (total, overflow) = loss.segmentCount.multipliedReportingOverflow(by: GeneralLoss.sumsPerSegment)
-        guard !overflow else { throw .countTooLarge }
-        length.pointee = total
+        length.pointee = try generalLoss(options, shape, hasMask: false, slice: slice).sumsLength()
     }
 }
 

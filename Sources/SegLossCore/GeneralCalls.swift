@@ -87,17 +87,23 @@ extension GeneralLoss {
 
     // MARK: The split-phase calls (data-parallel: sums all-reduced between the phases)
 
+    /// The doubles of a sums buffer: sumsPerSegment per segment.
+    /// - Throws: `.countTooLarge` when that number overflows.
+    public func sumsLength() throws(SegLossError) -> Int {
+        let (length, overflow) = segmentCount.multipliedReportingOverflow(by: Self.sumsPerSegment)
+        guard !overflow else { throw .countTooLarge }
+        return length
+    }
+
     /// - Throws: `.invalidArgument` unless `length` is the sums' length for this loss.
     public func checkSumsLength(_ length: Int) throws(SegLossError) {
-        let (expected, overflow) = segmentCount.multipliedReportingOverflow(by: Self.sumsPerSegment)
-        guard !overflow, length == expected else { throw .invalidArgument }
+        guard let expected = try? sumsLength(), length == expected else { throw .invalidArgument }
     }
 
     /// This slice's sums into `sums` (segmentCount · sumsPerSegment doubles): its own
     /// segments' sums, zeros for the segments of other slices' samples.
     public func sumsCall(_ inputs: TensorInputs, into sums: UnsafeMutablePointer<Double>) throws(SegLossError) {
-        let segmentSums = try statistics(inputs)
-        write(FinalizedLoss(loss: 0, scores: [], coefficients: []), segmentSums, scores: nil, sums: sums)
+        write(try statistics(inputs), into: sums)
     }
 
     /// The sums of `sums` (as `sumsCall` writes them, added up across slices).
@@ -125,7 +131,7 @@ extension GeneralLoss {
         _ sums: UnsafePointer<Double>, scores: UnsafeMutablePointer<Double>?
     ) throws(SegLossError) -> Double {
         let finalized = finalize(try readSums(sums))
-        write(finalized, [], scores: scores, sums: nil)
+        if let scores { write(finalized.scores, into: scores) }
         return finalized.loss
     }
 
@@ -145,19 +151,24 @@ extension GeneralLoss {
         _ finalized: FinalizedLoss, _ segmentSums: [KernelSums],
         scores: UnsafeMutablePointer<Double>?, sums: UnsafeMutablePointer<Double>?
     ) {
-        if let scores {
-            for (index, score) in finalized.scores.enumerated() { scores[index] = score }
-        }
-        if let sums {
-            for (index, s) in segmentSums.enumerated() {
-                let out = sums + index &* Self.sumsPerSegment
-                out[0] = s.truePositive
-                out[1] = s.falsePositive
-                out[2] = s.falseNegative
-                out[3] = s.squaredError
-                out[4] = s.elementSum
-                out[5] = s.validCount
-            }
+        if let scores { write(finalized.scores, into: scores) }
+        if let sums { write(segmentSums, into: sums) }
+    }
+
+    private func write(_ scores: [Double], into out: UnsafeMutablePointer<Double>) {
+        for (index, score) in scores.enumerated() { out[index] = score }
+    }
+
+    /// The segments' sums in the C layout: sumsPerSegment doubles each, in the header's order.
+    private func write(_ segmentSums: [KernelSums], into sums: UnsafeMutablePointer<Double>) {
+        for (index, s) in segmentSums.enumerated() {
+            let out = sums + index &* Self.sumsPerSegment
+            out[0] = s.truePositive
+            out[1] = s.falsePositive
+            out[2] = s.falseNegative
+            out[3] = s.squaredError
+            out[4] = s.elementSum
+            out[5] = s.validCount
         }
     }
 }
