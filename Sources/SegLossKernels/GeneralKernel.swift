@@ -261,14 +261,13 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
             invalidTarget |= (y >= 0 ? 0 : 1) | (y <= 1 ? 0 : 1)
         }
         if options.logits {
-            for k in 0..<padded {
-                let x = b.raw[k]
-                invalidPred |= (x - x == 0) ? 0 : 1   // NaN for NaN and ±inf
-                let a = R.exponential(-x.magnitude)
-                let inverse = 1 / (1 + a)
-                b.p[k] = (x >= 0 ? inverse : a * inverse) * b.m[k]
-                b.q[k] = (x >= 0 ? a * inverse : inverse) * b.m[k]
-                b.e[k] = a
+            // Four loops, each without the steps it does not need: the valid flags (a block
+            // with no masked or padding elements) and e^-|x| (kept for the element terms).
+            switch (masked || length != padded, options.bce) {
+            case (true, true): invalidPred = sigmoidLoop(b, padded, useMask: true, keepExponential: true)
+            case (true, false): invalidPred = sigmoidLoop(b, padded, useMask: true, keepExponential: false)
+            case (false, true): invalidPred = sigmoidLoop(b, padded, useMask: false, keepExponential: true)
+            case (false, false): invalidPred = sigmoidLoop(b, padded, useMask: false, keepExponential: false)
             }
         } else {
             for k in 0..<padded {
@@ -280,19 +279,25 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
             ? blockElementSum(b, padded, options.logits, posWeight, smoothing) : SIMD16<R>()
         badPred |= invalidPred
         badTarget |= invalidTarget
-        let logits = options.logits
-        let p = logits ? b.p : b.raw
         var tp = SIMD16<R>(), fp = SIMD16<R>(), fn = SIMD16<R>(), sq = SIMD16<R>()
         var valid = SIMD16<R>()
-        var k = 0
-        // Two loops, so that the common case does without the sums it does not need: SQ
-        // (only squared forms and the sums outputs use it) and the valid count (without a
-        // mask, it is the element count).
+        // Separate loops for each case, so that no loop tests a flag or chooses between a
+        // loaded and a computed 1 - p at each step (which LLVM compiles to lane shuffles).
+        // The common cases do without the sums they do not need: SQ (only squared forms and
+        // the sums outputs use it) and the valid count (without a mask, the element count).
         if squaredError || masked {
+            let logits = options.logits
+            var k = 0
             while k < padded {
-                let pv = UnsafeRawPointer(p + k).loadUnaligned(as: SIMD16<R>.self)
+                let pv: SIMD16<R>, qv: SIMD16<R>
                 let tv = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
-                let qv = logits ? UnsafeRawPointer(b.q + k).loadUnaligned(as: SIMD16<R>.self) : 1 - pv
+                if logits {
+                    pv = UnsafeRawPointer(b.p + k).loadUnaligned(as: SIMD16<R>.self)
+                    qv = UnsafeRawPointer(b.q + k).loadUnaligned(as: SIMD16<R>.self)
+                } else {
+                    pv = UnsafeRawPointer(b.raw + k).loadUnaligned(as: SIMD16<R>.self)
+                    qv = 1 - pv
+                }
                 tp += pv * tv
                 fp += pv * (1 - tv)
                 fn += qv * tv
@@ -303,14 +308,25 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
                 valid += UnsafeRawPointer(b.m + k).loadUnaligned(as: SIMD16<R>.self)
                 k &+= 16
             }
-        } else {
+        } else if options.logits {
+            var k = 0
             while k < padded {
-                let pv = UnsafeRawPointer(p + k).loadUnaligned(as: SIMD16<R>.self)
+                let pv = UnsafeRawPointer(b.p + k).loadUnaligned(as: SIMD16<R>.self)
                 let tv = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
-                let qv = logits ? UnsafeRawPointer(b.q + k).loadUnaligned(as: SIMD16<R>.self) : 1 - pv
+                let qv = UnsafeRawPointer(b.q + k).loadUnaligned(as: SIMD16<R>.self)
                 tp += pv * tv
                 fp += pv * (1 - tv)
                 fn += qv * tv
+                k &+= 16
+            }
+        } else {
+            var k = 0
+            while k < padded {
+                let pv = UnsafeRawPointer(b.raw + k).loadUnaligned(as: SIMD16<R>.self)
+                let tv = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
+                tp += pv * tv
+                fp += pv * (1 - tv)
+                fn += (1 - pv) * tv
                 k &+= 16
             }
         }
@@ -332,6 +348,28 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     sums.invalidPred = badPred != 0
     sums.invalidTarget = badTarget != 0
     return sums
+}
+
+/// Fills p = sigmoid(x) and q = sigmoid(-x) (times the valid flag with `useMask`), and e with
+/// e^-|x| when `keepExponential`, for a staged block of logits; returns 1 if some logit is NaN
+/// or infinite.
+@inline(__always)
+private func sigmoidLoop<R: KernelReal>(
+    _ b: BlockBuffers<R>, _ padded: Int, useMask: Bool, keepExponential: Bool
+) -> UInt32 {
+    var invalid: UInt32 = 0
+    for k in 0..<padded {
+        let x = b.raw[k]
+        invalid |= (x - x == 0) ? 0 : 1   // NaN for NaN and ±inf
+        let a = R.exponential(-x.magnitude)
+        let inverse = 1 / (1 + a)
+        let p = x >= 0 ? inverse : a * inverse
+        let q = x >= 0 ? a * inverse : inverse
+        b.p[k] = useMask ? p * b.m[k] : p
+        b.q[k] = useMask ? q * b.m[k] : q
+        if keepExponential { b.e[k] = a }
+    }
+    return invalid
 }
 
 /// The sum of a staged block's element terms, in the computation type's 16 lanes; the same
@@ -360,10 +398,18 @@ private func blockElementSum<R: KernelReal>(
         }
         if softBits == 0 && smoothing == 0 {
             // Targets all 0 or 1: one log per element (the same value as the form below).
-            for k in 0..<padded {
-                let positive = b.t[k] > 0.5
-                let term = -(positive ? posWeight : 1) * R.clampedLogOfClass(b.raw[k], positive: positive)
-                b.e[k] = term * b.m[k]
+            // Masked and padding elements (p = t = 0) give -log(1) = -0 here, as they would
+            // times their flag 0: this form needs no flags. Nor, with weight 1, a weight.
+            if posWeight == 1 {
+                for k in 0..<padded {
+                    let positive = b.t[k] > 0.5
+                    b.e[k] = -R.clampedLogOfClass(b.raw[k], positive: positive)
+                }
+            } else {
+                for k in 0..<padded {
+                    let positive = b.t[k] > 0.5
+                    b.e[k] = -(positive ? posWeight : 1) * R.clampedLogOfClass(b.raw[k], positive: positive)
+                }
             }
         } else {
             for k in 0..<padded {
@@ -419,6 +465,16 @@ private func runGradient<R: KernelReal, T: StoredElement>(
                     g += elementScale * ((sigmoid - ts) - (posWeight - 1) * ts * (1 - sigmoid))
                 }
                 out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+            }
+        } else if bce && posWeight == 1 && smoothing == 0 && input.mask == nil {
+            // The common case, the form below without the terms that are 0 and the flags
+            // that are 1 here: the same values, fewer operations.
+            for k in 0..<length {
+                let p = b.raw[k], t = b.t[k]
+                let variance = p * (1 - p)
+                let derivative = (p - t) / (variance > 1e-12 ? variance : 1e-12)
+                let g = targetScale * t + offset + predScale * p + elementScale * derivative
+                out.storeBytes(of: g + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         } else if bce {
             for k in 0..<length {
