@@ -442,6 +442,15 @@ private func blockElementSum<R: KernelReal>(
 
 // MARK: - Gradient
 
+/// e^-|x| (kept for the element terms), sigmoid(x) and sigma'(x) = sigma (1 - sigma) =
+/// a / (1 + a)^2, the last without cancellation: the logits gradient loops' common start.
+@inline(__always)
+private func logistic<R: KernelReal>(_ x: R) -> (a: R, sigmoid: R, slope: R) {
+    let a = R.exponential(-x.magnitude)
+    let inverse = 1 / (1 + a)
+    return (a, x >= 0 ? inverse : a * inverse, a * inverse * inverse)
+}
+
 private func runGradient<R: KernelReal, T: StoredElement>(
     _ input: KernelInput, _ options: ElementOptions, _ c: KernelCoefficients,
     _ grad: UnsafeMutableRawPointer, _: R.Type, _: T.Type
@@ -456,9 +465,9 @@ private func runGradient<R: KernelReal, T: StoredElement>(
     let isMasked = input.mask != nil
     var elementSum = SIMD8<Double>()
     forEachRunBlock(input.count) { (start, length, padded, buffers: BlockBuffers<R>) in
-        let masked = isMasked
         // Locals, not the closure's memory (see runStatistics). In place, pred is read from
         // the staged copy: the loops below write the gradient over it.
+        let masked = isMasked
         let b = stage(input, start, length, padded, buffers, R.self, T.self, direct: !inPlace)
         let posWeight = posWeight, smoothing = smoothing, targetScale = targetScale
         let offset = offset, predScale = predScale, elementScale = elementScale
@@ -468,23 +477,16 @@ private func runGradient<R: KernelReal, T: StoredElement>(
             // that are 1 here: the same values, fewer operations.
             for k in 0..<length {
                 let x = b.raw[k], t = b.t[k]
-                let a = R.exponential(-x.magnitude)
+                let (a, sigmoid, slope) = logistic(x)
                 b.e[k] = a
-                let inverse = 1 / (1 + a)
-                let sigmoid = x >= 0 ? inverse : a * inverse
-                let slope = a * inverse * inverse
                 let g = (targetScale * t + offset + predScale * sigmoid) * slope + elementScale * (sigmoid - t)
                 out.storeBytes(of: g + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         } else if options.logits {
             for k in 0..<length {
                 let x = b.raw[k], t = b.t[k]
-                let a = R.exponential(-x.magnitude)
+                let (a, sigmoid, slope) = logistic(x)
                 b.e[k] = a
-                let inverse = 1 / (1 + a)
-                let sigmoid = x >= 0 ? inverse : a * inverse
-                // sigma'(x) = sigma (1 - sigma) = a / (1 + a)^2, without cancellation.
-                let slope = a * inverse * inverse
                 var g = (targetScale * t + offset + predScale * sigmoid) * slope
                 if bce {
                     let ts = t * (1 - smoothing) + smoothing / 2
