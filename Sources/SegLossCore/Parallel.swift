@@ -99,9 +99,15 @@ struct ChunkPlan {
         forEach(chunksIn: 0..<chunks, body)
     }
 
-    /// Calls `body(i)` for every chunk index in `indices`, on up to `workers` threads. Chunks
-    /// are handed out one at a time from an atomic counter, so a thread that starts late or
-    /// runs slow takes fewer; which thread runs a chunk never changes the chunk's result.
+    /// Calls `body(i)` for every chunk index in `indices`, on up to `workers` threads, in no
+    /// particular order; which thread runs a chunk never changes the chunk's result.
+    ///
+    /// Chunks are handed out from an atomic counter in runs of consecutive chunks, a run
+    /// being a share of what is left (guided scheduling): large runs at first, so that each
+    /// thread streams through contiguous memory, which the CPU's prefetchers follow across
+    /// chunk boundaries (one chunk at a time, two threads would take turns and each would
+    /// skip ahead every chunk); single chunks at the end, so a thread that starts late or runs
+    /// slow takes fewer and the threads finish together.
     func forEach(chunksIn indices: Range<Int>, _ body: (Int) -> Void) {
         let workerCount = min(workers, indices.count)
         if workerCount <= 1 {
@@ -111,16 +117,25 @@ struct ChunkPlan {
             return
         }
         let next = Atomic<Int>(indices.lowerBound)
+        let end = indices.upperBound
         WorkerPool.shared.run(participants: workerCount) {
             withDefaultFloatingPoint {
                 while true {
-                    let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                    guard index < indices.upperBound else { return }
-                    body(index)
+                    // Another thread may claim chunks between the load and the add: the run's
+                    // length is only a heuristic, and the add alone decides which chunks are
+                    // this thread's.
+                    let left = end &- next.load(ordering: .relaxed)
+                    let length = max(1, left / (Self.runShare &* workerCount))
+                    let first = next.wrappingAdd(length, ordering: .relaxed).oldValue
+                    guard first < end else { return }
+                    for index in first..<min(first &+ length, end) { body(index) }
                 }
             }
         }
     }
+
+    /// A thread claims 1 / (runShare × threads) of the chunks left at a time (at least one).
+    static let runShare = 2
 }
 
 /// Runs `body` with the thread's floating-point control (MXCSR / FPCR) at the IEEE default,

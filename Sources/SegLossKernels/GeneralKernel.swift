@@ -69,6 +69,17 @@ protocol KernelReal: BinaryFloatingPoint, SIMDScalar, Codable, StoredElement {
     static func logOnePlus(_ x: Self) -> Self
     /// The value's bits folded into 32 (0 exactly for +0).
     static func orBits(_ x: Self) -> UInt32
+    /// An unsigned integer as wide as the type, for the range checks.
+    associatedtype Bits: FixedWidthInteger & UnsignedInteger
+    /// The bits of x + 0 (which turns -0 into +0), as an unsigned integer: at most
+    /// `oneBits` exactly when x is in [0, 1]. Negative values have the sign bit set, and
+    /// values above 1, +inf and NaN have larger bits, so the largest bits of a block tell
+    /// whether every element is in range: an integer maximum, which LLVM vectorizes.
+    static func unitIntervalBits(_ x: Self) -> Bits
+    static var oneBits: Bits { get }
+    /// The bits of |x|: below `infinityBits` exactly when x is finite (NaN is above).
+    static func magnitudeBits(_ x: Self) -> Bits
+    static var infinityBits: Bits { get }
     /// The lanes' pairwise sums (lane i and lane i + 8) in double.
     static func widen(_ lanes: SIMD16<Self>) -> SIMD8<Double>
 }
@@ -116,6 +127,10 @@ extension Float: KernelReal {
         return logApprox(u, remainder: (1 - u) + x)
     }
     @inline(__always) static func orBits(_ x: Float) -> UInt32 { x.bitPattern }
+    @inline(__always) static func unitIntervalBits(_ x: Float) -> UInt32 { (x + 0).bitPattern }
+    static var oneBits: UInt32 { Float(1).bitPattern }
+    @inline(__always) static func magnitudeBits(_ x: Float) -> UInt32 { x.magnitude.bitPattern }
+    static var infinityBits: UInt32 { Float.infinity.bitPattern }
     @inline(__always) static func widen(_ lanes: SIMD16<Float>) -> SIMD8<Double> {
         // Lane by lane with constant indices, which LLVM turns into one vector conversion
         // (the generic SIMD8<Double>(SIMD8<Float>) initializer can stay an out-of-line call).
@@ -145,6 +160,10 @@ extension Double: KernelReal {
     @inline(__always) static func orBits(_ x: Double) -> UInt32 {
         UInt32(truncatingIfNeeded: x.bitPattern | (x.bitPattern &>> 32))
     }
+    @inline(__always) static func unitIntervalBits(_ x: Double) -> UInt64 { (x + 0).bitPattern }
+    static var oneBits: UInt64 { Double(1).bitPattern }
+    @inline(__always) static func magnitudeBits(_ x: Double) -> UInt64 { x.magnitude.bitPattern }
+    static var infinityBits: UInt64 { Double.infinity.bitPattern }
     @inline(__always) static func widen(_ lanes: SIMD16<Double>) -> SIMD8<Double> {
         lanes.lowHalf + lanes.highHalf
     }
@@ -247,7 +266,7 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     // Double lanes, added to once per block and summed once per run.
     var tpSum = SIMD8<Double>(), fpSum = SIMD8<Double>(), fnSum = SIMD8<Double>()
     var sqSum = SIMD8<Double>(), elementSum = SIMD8<Double>(), validSum = SIMD8<Double>()
-    var badPred: UInt32 = 0, badTarget: UInt32 = 0
+    var badPred = false, badTarget = false
     let squaredError = options.squaredError, masked = input.mask != nil
     forEachRunBlock(input.count) { (start, length, padded, buffers: BlockBuffers<R>) in
         // Every loop works on locals: the closure's parameters and captures live in memory,
@@ -255,10 +274,11 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         // reload them at each step and not vectorize the loop.
         let b = stage(input, start, length, padded, buffers, R.self, T.self)
         let posWeight = posWeight, smoothing = smoothing
-        var invalidTarget: UInt32 = 0, invalidPred: UInt32 = 0
+        var invalidPred = false
+        var targetBits: R.Bits = 0
         for k in 0..<padded {
-            let y = b.t[k]
-            invalidTarget |= (y >= 0 ? 0 : 1) | (y <= 1 ? 0 : 1)
+            let bits = R.unitIntervalBits(b.t[k])
+            targetBits = bits > targetBits ? bits : targetBits
         }
         if options.logits {
             // Four loops, each without the steps it does not need: the valid flags (a block
@@ -270,17 +290,19 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
             case (false, false): invalidPred = sigmoidLoop(b, padded, useMask: false, keepExponential: false)
             }
         } else {
+            var predBits: R.Bits = 0
             for k in 0..<padded {
-                let x = b.raw[k]
-                invalidPred |= (x >= 0 ? 0 : 1) | (x <= 1 ? 0 : 1)
+                let bits = R.unitIntervalBits(b.raw[k])
+                predBits = bits > predBits ? bits : predBits
             }
+            invalidPred = predBits > R.oneBits
         }
         let elementLanes = options.bce
             ? blockElementSum(b, padded, options.logits, posWeight, smoothing,
                               useMask: masked || length != padded)
             : SIMD16<R>()
-        badPred |= invalidPred
-        badTarget |= invalidTarget
+        badPred = badPred || invalidPred
+        badTarget = badTarget || targetBits > R.oneBits
         var tp = SIMD16<R>(), fp = SIMD16<R>(), fn = SIMD16<R>(), sq = SIMD16<R>()
         var valid = SIMD16<R>()
         // Separate loops for each case, so that no loop tests a flag or chooses between a
@@ -347,22 +369,23 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     sums.elementSum = elementSum.sum()
     // Without a mask every element is valid (the lanes' count is the same integer, exactly).
     sums.validCount = masked ? validSum.sum() : Double(input.count)
-    sums.invalidPred = badPred != 0
-    sums.invalidTarget = badTarget != 0
+    sums.invalidPred = badPred
+    sums.invalidTarget = badTarget
     return sums
 }
 
 /// Fills p = sigmoid(x) and q = sigmoid(-x) (times the valid flag with `useMask`), and e with
-/// e^-|x| when `keepExponential`, for a staged block of logits; returns 1 if some logit is NaN
-/// or infinite.
+/// e^-|x| when `keepExponential`, for a staged block of logits; returns whether some logit is
+/// NaN or infinite.
 @inline(__always)
 private func sigmoidLoop<R: KernelReal>(
     _ b: BlockBuffers<R>, _ padded: Int, useMask: Bool, keepExponential: Bool
-) -> UInt32 {
-    var invalid: UInt32 = 0
+) -> Bool {
+    var largest: R.Bits = 0
     for k in 0..<padded {
         let x = b.raw[k]
-        invalid |= (x - x == 0) ? 0 : 1   // NaN for NaN and ±inf
+        let bits = R.magnitudeBits(x)
+        largest = bits > largest ? bits : largest
         let a = R.exponential(-x.magnitude)
         let inverse = 1 / (1 + a)
         let p = x >= 0 ? inverse : a * inverse
@@ -371,7 +394,7 @@ private func sigmoidLoop<R: KernelReal>(
         b.q[k] = useMask ? q * b.m[k] : q
         if keepExponential { b.e[k] = a }
     }
-    return invalid
+    return largest >= R.infinityBits
 }
 
 /// The sum of a staged block's element terms, in the computation type's 16 lanes; the same

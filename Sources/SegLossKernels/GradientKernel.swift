@@ -23,7 +23,7 @@ public func gradientKernel(
     var sum = ElementSum()
     forEachBlock(pred, target, count) { p, t, range, elementBuffer in
         // The terms first: an in-place call overwrites pred below.
-        _ = elementTerms.compute(p, t, into: elementBuffer)
+        elementTerms.compute(p, t, into: elementBuffer)
         sum.add(elementBuffer)
         gradientLoop(pred, target, range, targetScale, offset, elementScale, grad)
     }

@@ -31,14 +31,11 @@ public func statisticsKernel(
     var elementTerms = ElementTerms()
     forEachBlock(pred, target, count) { p, t, _, elementBuffer in
         if withElementTerm {
-            let check = elementTerms.compute(p, t, into: elementBuffer)
-            sums.invalidPred = sums.invalidPred || check.invalidPred
-            sums.invalidTarget = sums.invalidTarget || check.invalidTarget
-            sums.accumulate(p, t, checking: false)
+            // Terms of out-of-range elements are meaningless, but the checks below reject them.
+            elementTerms.compute(p, t, into: elementBuffer)
             sums.elementSum.add(elementBuffer)
-        } else {
-            sums.accumulate(p, t, checking: true)
         }
+        sums.accumulate(p, t)
     }
     return sums.partial
 }
@@ -75,43 +72,25 @@ func forEachBlock(
     }
 }
 
-/// Range checks of a block's elements, and whether any target is neither 0 nor 1.
-///
-/// Written as plain arithmetic and OR reductions, which LLVM vectorizes; the same tests as
-/// comparisons joined by && and || become branches. v = (x + 0)·(1 - x) is in [0, 0.25] (a
-/// hair above after rounding) exactly when x is in [0, 1], and negative or NaN otherwise
-/// (+inf and -inf give -inf; + 0 turns -0.0 into +0.0). As a bit pattern b, a valid v is
-/// below bits(0.5) = 0x3f00_0000; an invalid one has the sign bit set, or is a NaN above
-/// 0x7f80_0000. So b | (b + 0x4100_0000) has its top bit set exactly when v is invalid.
-/// A valid target is 0 or 1 exactly when its v is +0.0, whose bit pattern is all zeros.
-struct BlockCheck {
-    /// b + offset carries into the top bit for every invalid v below the sign bit.
-    static let offset: UInt32 = 0x4100_0000
-    static let topBit: UInt32 = 0x8000_0000
-
-    private var predBits: UInt32 = 0
-    private var targetBits: UInt32 = 0
-    private var softBits: UInt32 = 0
+/// Whether any target of a block is neither 0 nor 1: the OR of the bits of t(1 - t), which
+/// is +0.0 (all bits zero) exactly for t = 0 and t = 1 (+ 0 turns -0.0 into +0.0). An OR of
+/// bits is a reduction LLVM vectorizes; an OR of comparisons becomes a search that stops at
+/// the first soft target.
+struct SoftTargetCheck {
+    private var bits: UInt32 = 0
 
     @inline(__always)
-    mutating func add(_ p: Float, _ t: Float) {
-        let vp = ((p + 0) * (1 - p)).bitPattern
-        let vt = ((t + 0) * (1 - t)).bitPattern
-        predBits |= vp | (vp &+ Self.offset)
-        targetBits |= vt | (vt &+ Self.offset)
-        softBits |= vt
+    mutating func add(_ t: Float) {
+        bits |= ((t + 0) * (1 - t)).bitPattern
     }
 
-    var invalidPred: Bool { predBits & Self.topBit != 0 }
-    var invalidTarget: Bool { targetBits & Self.topBit != 0 }
-    var softTargets: Bool { softBits != 0 }
+    var found: Bool { bits != 0 }
 }
 
 /// Computes a block's BCE terms, choosing the cheaper hard-target form where it applies.
 ///
-/// The range checks run in the same loop as the logs, so that a block's loads from memory
-/// overlap its arithmetic. Which form a block needs is known only after its checks, so it is
-/// guessed from the block before: the soft form is right for any targets, the hard one (one
+/// Which form a block needs is known only after the loop over it, so it is guessed from the
+/// block before: the soft form is right for any targets, the hard one (one
 /// log, not two) only for targets that are all 0 or 1, and is redone when the guess was
 /// wrong. Both forms give the same bits for 0/1 targets, so the guess never shows in a result.
 struct ElementTerms {
@@ -120,16 +99,15 @@ struct ElementTerms {
     @inline(__always)
     mutating func compute(
         _ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>
-    ) -> BlockCheck {
-        let check: BlockCheck
+    ) {
+        let soft: SoftTargetCheck
         if expectSoftTargets {
-            check = softElementTerms(p, t, out)
+            soft = softElementTerms(p, t, out)
         } else {
-            check = hardElementTerms(p, t, out)
-            if check.softTargets { _ = softElementTerms(p, t, out) }
+            soft = hardElementTerms(p, t, out)
+            if soft.found { _ = softElementTerms(p, t, out) }
         }
-        expectSoftTargets = check.softTargets
-        return check
+        expectSoftTargets = soft.found
     }
 }
 
@@ -140,11 +118,11 @@ struct ElementTerms {
 @inline(__always)
 private func hardElementTerms(
     _ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>
-) -> BlockCheck {
-    var check = BlockCheck()
+) -> SoftTargetCheck {
+    var check = SoftTargetCheck()
     for k in 0..<kernelBlockLength {
         let pk = p[k], tk = t[k]
-        check.add(pk, tk)
+        check.add(tk)
         // The argument is chosen, not the result, so only one log is evaluated.
         let isPositive = tk > 0.5
         let u = 1 - pk
@@ -158,11 +136,11 @@ private func hardElementTerms(
 @inline(__always)
 private func softElementTerms(
     _ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>
-) -> BlockCheck {
-    var check = BlockCheck()
+) -> SoftTargetCheck {
+    var check = SoftTargetCheck()
     for k in 0..<kernelBlockLength {
         let pk = p[k], tk = t[k]
-        check.add(pk, tk)
+        check.add(tk)
         let u = 1 - pk
         let clampedLp = clampedLogApprox(pk)
         let clampedL1p = clampedLogApprox(u, remainder: (1 - u) - pk)
@@ -179,14 +157,20 @@ private struct LaneSums {
     var targetSum = SIMD8<Double>()
     var mismatch = SIMD8<Double>()
     var elementSum = ElementSum()
-    var invalidPred = false
-    var invalidTarget = false
+    var outOfRangePred = false
+    var outOfRangeTarget = false
 
-    /// Adds a block's sums; with `checking`, also the range checks of `BlockCheck`, in the
-    /// same loop (the same arithmetic on 16 lanes), sparing a second pass over the block.
+    /// Adds a block's sums and checks its elements, in one loop.
+    ///
+    /// The checks are two bounds per array: the lanes' minimum and maximum of p and of t (an
+    /// element below 0 or above 1, infinities included, moves one past its bound), and NaN,
+    /// which no comparison sees but which turns every sum it enters into NaN: the p and t
+    /// sums take each element, and their lanes end in the double sums `partial` tests. Four
+    /// operations per 16 elements, on a loop that otherwise only adds.
     @inline(__always)
-    mutating func accumulate(_ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, checking: Bool) {
-        var predBits = SIMD16<UInt32>(), targetBits = SIMD16<UInt32>()
+    mutating func accumulate(_ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>) {
+        var predLow = SIMD16<Float>(), predHigh = SIMD16<Float>(repeating: 1)
+        var targetLow = SIMD16<Float>(), targetHigh = SIMD16<Float>(repeating: 1)
         var run = 0
         while run < kernelBlockLength {
             var i = SIMD16<Float>(), ps = SIMD16<Float>(), ts = SIMD16<Float>()
@@ -199,12 +183,10 @@ private struct LaneSums {
                 ps += pv
                 ts += tv
                 m += pv * (1 - tv) + tv * (1 - pv)
-                if checking {
-                    let vp = unsafeBitCast((pv + 0) * (1 - pv), to: SIMD16<UInt32>.self)
-                    let vt = unsafeBitCast((tv + 0) * (1 - tv), to: SIMD16<UInt32>.self)
-                    predBits |= vp | (vp &+ BlockCheck.offset)
-                    targetBits |= vt | (vt &+ BlockCheck.offset)
-                }
+                predLow = predLow.replacing(with: pv, where: pv .< predLow)
+                predHigh = predHigh.replacing(with: pv, where: pv .> predHigh)
+                targetLow = targetLow.replacing(with: tv, where: tv .< targetLow)
+                targetHigh = targetHigh.replacing(with: tv, where: tv .> targetHigh)
                 k &+= 16
             }
             intersection += widen(i)
@@ -213,15 +195,14 @@ private struct LaneSums {
             mismatch += widen(m)
             run &+= elementSumRunLength
         }
-        if checking {
-            invalidPred = invalidPred || (predBits & BlockCheck.topBit) != .zero
-            invalidTarget = invalidTarget || (targetBits & BlockCheck.topBit) != .zero
-        }
+        outOfRangePred = outOfRangePred || any(predLow .< 0) || any(predHigh .> 1)
+        outOfRangeTarget = outOfRangeTarget || any(targetLow .< 0) || any(targetHigh .> 1)
     }
 
     var partial: StatisticsPartial {
-        (intersection.sum(), predSum.sum(), targetSum.sum(), mismatch.sum(), elementSum.total,
-         invalidPred, invalidTarget)
+        let predTotal = predSum.sum(), targetTotal = targetSum.sum()
+        return (intersection.sum(), predTotal, targetTotal, mismatch.sum(), elementSum.total,
+                outOfRangePred || predTotal.isNaN, outOfRangeTarget || targetTotal.isNaN)
     }
 }
 
