@@ -47,8 +47,10 @@ struct ChunkPlan {
     /// Below this many chunks a call stays on the calling thread: waking workers would cost
     /// more than they save.
     static let minimumParallelChunks = 4
-    /// Chunk results a parallel statistics pass holds before folding them (bounded scratch).
-    static let roundLength = 128
+    /// Chunk results a parallel statistics pass holds before folding them (bounded scratch:
+    /// 1024 partials of a few doubles, tens of kilobytes). Each round is one job of the
+    /// worker pool, which ends when its slowest thread does: 16M elements take one round.
+    static let roundLength = 1024
 
     let count: Int
     let chunks: Int
