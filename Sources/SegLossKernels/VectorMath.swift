@@ -39,25 +39,27 @@ public func logApprox(_ x: Float) -> Float {
 /// (at 0 the unguarded evaluation gives about -103.97, which the clamp turns into -100).
 @inline(__always)
 func clampedLogApprox(_ x: Float, remainder c: Float = 0) -> Float {
-    // + 0 turns -0.0 (a valid probability) into +0.0: logOfPositive reads the sign bit as
-    // part of the exponent and would give about +73.5 for -0.0.
-    let l = multiplyAdd(c, 2 - x, logOfPositive(x + 0))
+    // logOfPositive turns -0.0 (a valid probability) into +0.0.
+    let l = multiplyAdd(c, 2 - x, logOfPositive(x))
     return l > -100 ? l : -100
 }
 
-/// log(x) for x in (0, 2^104), correct for subnormals; at 0, about -103.97.
+/// log(x) for x in (0, 2^104), correct for subnormals; at 0 (and -0), about -103.97.
 ///
 /// x = 2^e * m with m in [sqrt(1/2), sqrt(2)); log(m) = f - f^2/2 + f^3 * P(f), f = m - 1,
 /// with a degree-8 minimax P (Cephes' logf coefficients); e * ln 2 is added in two parts.
 @inline(__always)
 func logOfPositive(_ x: Float) -> Float {
     // Every x is scaled by 2^23 (exact below 2^104), which makes subnormals normal without a
-    // test; the 23 is taken back from the exponent.
-    let scaled = x * 8_388_608
-    // Subtracting the bits of sqrt(1/2) puts m in [sqrt(1/2), sqrt(2)) and leaves e above.
+    // test; the 23 is taken back from the exponent. The + 0 turns -0.0 into +0.0 (whose sign
+    // bit would otherwise be read as part of the exponent), in the same operation.
+    let scaled = multiplyAdd(x, 8_388_608, 0)
+    // Subtracting the bits of sqrt(1/2) puts m in [sqrt(1/2), sqrt(2)) and leaves e above;
+    // subtracting 23 << 23 more takes the scaling's 23 from e in the same operation (the
+    // arithmetic shift below floors, so (b - 23·2^23) >> 23 = (b >> 23) - 23).
     let sqrtHalfBits: UInt32 = 0x3f35_04f3
-    let shifted = scaled.bitPattern &- sqrtHalfBits
-    let exponent = (Int32(bitPattern: shifted) >> 23) &- 23
+    let shifted = scaled.bitPattern &- (sqrtHalfBits &+ 23 << 23)
+    let exponent = Int32(bitPattern: shifted) >> 23
     let mantissa = Float(bitPattern: (shifted & 0x007f_ffff) &+ sqrtHalfBits)
     let f = mantissa - 1
     let f2 = f * f
