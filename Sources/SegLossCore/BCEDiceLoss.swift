@@ -106,11 +106,13 @@ public struct BCEDiceLoss: Sendable {
         into grad: UnsafeMutablePointer<Float>
     ) throws(SegLossError) -> Double {
         // The BCE sum comes from the gradient pass, where its logs overlap that pass's
-        // memory traffic (the same bits as the statistics pass would give).
-        var stats = try statisticsPass(pred: pred, target: target, withElementTerm: false)
+        // memory traffic (the same bits as the statistics pass would give). The statistics
+        // pass tells it whether every target is 0 or 1, which it would otherwise check.
+        var stats = try statisticsPass(
+            pred: pred, target: target, withElementTerm: false, findSoftTargets: needsElementTerm)
         stats.elementSum = gradientPass(
             pred: pred, target: target, coefficients: gradientCoefficients(stats, gradLoss: 1),
-            into: grad, withElementTerm: needsElementTerm)
+            into: grad, withElementTerm: needsElementTerm, hardTargets: !stats.softTargets)
         return value(stats)
     }
 }

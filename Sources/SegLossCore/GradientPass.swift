@@ -20,11 +20,14 @@ public struct GradientCoefficients: Equatable, Sendable {
 /// With `withElementTerm` it also returns the sum of the BCE terms, bitwise equal to the
 /// statistics pass's `elementSum` (same kernels, same chunks, folded in the same order); a
 /// fused call computes it here, where its logs overlap this pass's memory traffic.
+/// `hardTargets` promises that every target is exactly 0 or 1 (a statistics pass asked to
+/// find soft targets found none): the BCE terms then skip looking for soft ones.
 @discardableResult
 public func gradientPass(
     pred: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>,
     coefficients c: GradientCoefficients, into grad: UnsafeMutablePointer<Float>,
-    withElementTerm: Bool = false, level: KernelLevel = .active, threads: Int = WorkerThreads.count
+    withElementTerm: Bool = false, hardTargets: Bool = false, level: KernelLevel = .active,
+    threads: Int = WorkerThreads.count
 ) -> Double {
     guard let p = pred.baseAddress, let t = target.baseAddress else { return 0 }
     let plan = ChunkPlan(count: pred.count, threads: threads)
@@ -32,7 +35,8 @@ public func gradientPass(
         let range = plan.range(index)
         return level.gradient(
             p + range.lowerBound, t + range.lowerBound, range.count,
-            c.targetScale, c.offset, c.elementScale, grad + range.lowerBound, withElementTerm)
+            c.targetScale, c.offset, c.elementScale, grad + range.lowerBound, withElementTerm,
+            hardTargets)
     }
     guard withElementTerm else {
         plan.forEachChunk { _ = chunk($0) }

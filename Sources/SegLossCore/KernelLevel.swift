@@ -12,11 +12,11 @@ import SegLossKernelsAVX512
 /// One compiled copy of the kernel sources (Sources/SegLossKernels), for one CPU level.
 public struct KernelLevel: Sendable {
     public typealias Statistics = @Sendable (
-        UnsafePointer<Float>, UnsafePointer<Float>, Int, Bool
+        UnsafePointer<Float>, UnsafePointer<Float>, Int, Bool, Bool
     ) -> StatisticsPartial
     public typealias Gradient = @Sendable (
         UnsafePointer<Float>, UnsafePointer<Float>, Int, Float, Float, Float,
-        UnsafeMutablePointer<Float>, Bool
+        UnsafeMutablePointer<Float>, Bool, Bool
     ) -> Double
     public typealias GeneralStatistics = @Sendable (KernelInput, ElementOptions) -> KernelSums
     public typealias GeneralGradient = @Sendable (

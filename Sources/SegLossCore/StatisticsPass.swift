@@ -16,6 +16,9 @@ public struct Statistics: Equatable, Sendable {
     public var elementSum: Double = 0
     /// How many elements were summed.
     public var count: Int = 0
+    /// Whether some target is neither 0 nor 1 (a -0.0 target may count as one); only from a
+    /// pass asked to find them, false otherwise.
+    public var softTargets = false
 
     public init() {}
 
@@ -26,6 +29,7 @@ public struct Statistics: Equatable, Sendable {
         mismatch += partial.mismatch
         elementSum += partial.elementSum
         self.count += count
+        softTargets = softTargets || partial.softTargets
     }
 }
 
@@ -33,11 +37,13 @@ public struct Statistics: Equatable, Sendable {
 ///
 /// Chunk results are folded in chunk order, so the result is bitwise the same for any
 /// thread count. Scratch is one round of chunk results on the stack.
+/// With `findSoftTargets` it also sets `softTargets`.
 /// - Throws: `.emptyInput`, `.invalidArgument` (lengths differ), `.predOutOfRange`,
 ///   `.targetOutOfRange`.
 public func statisticsPass(
     pred: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>,
-    withElementTerm: Bool, level: KernelLevel = .active, threads: Int = WorkerThreads.count
+    withElementTerm: Bool, findSoftTargets: Bool = false, level: KernelLevel = .active,
+    threads: Int = WorkerThreads.count
 ) throws(SegLossError) -> Statistics {
     guard let p = pred.baseAddress, let t = target.baseAddress, pred.count > 0 else {
         throw .emptyInput
@@ -48,7 +54,8 @@ public func statisticsPass(
     var invalidPred = false, invalidTarget = false
     plan.reduceInOrder({ index in
         let range = plan.range(index)
-        return level.statistics(p + range.lowerBound, t + range.lowerBound, range.count, withElementTerm)
+        return level.statistics(
+            p + range.lowerBound, t + range.lowerBound, range.count, withElementTerm, findSoftTargets)
     }, { index, partial in
         total.add(partial, count: plan.range(index).count)
         invalidPred = invalidPred || partial.invalidPred

@@ -9,11 +9,13 @@
 /// exactly as the statistics kernel sums them (same bits). A fused forward-backward call
 /// takes the BCE sum from here rather than from its statistics pass: the logs then run
 /// while this pass, which moves more memory, waits for it, instead of in a pass of their own.
+/// `hardTargets` says that every target is 0 or 1 (the statistics pass found no other): the
+/// terms then take the one-log form without looking for soft targets.
 @inline(never)
 public func gradientKernel(
     _ pred: UnsafePointer<Float>, _ target: UnsafePointer<Float>, _ count: Int,
     _ targetScale: Float, _ offset: Float, _ elementScale: Float,
-    _ grad: UnsafeMutablePointer<Float>, _ withElementTerm: Bool
+    _ grad: UnsafeMutablePointer<Float>, _ withElementTerm: Bool, _ hardTargets: Bool
 ) -> Double {
     guard withElementTerm else {
         gradientLoop(pred, target, 0..<count, targetScale, offset, elementScale, grad)
@@ -23,7 +25,11 @@ public func gradientKernel(
     var sum = ElementSum()
     forEachBlock(pred, target, count) { p, t, range, elementBuffer in
         // The terms first: an in-place call overwrites pred below.
-        elementTerms.compute(p, t, into: elementBuffer)
+        if hardTargets {
+            _ = hardElementTerms(p, t, elementBuffer, checking: false)
+        } else {
+            elementTerms.compute(p, t, into: elementBuffer)
+        }
         sum.add(elementBuffer)
         gradientLoop(pred, target, range, targetScale, offset, elementScale, grad)
     }

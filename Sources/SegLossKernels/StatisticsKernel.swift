@@ -10,14 +10,17 @@ public typealias StatisticsPartial = (
     mismatch: Double,       // Σ p(1 - t) + t(1 - p)  (= P + T - 2I, without cancellation)
     elementSum: Double,     // Σ e(p, t): the BCE term -[t log p + (1 - t) log(1 - p)], clamped
     invalidPred: Bool,      // some p outside [0, 1] or NaN
-    invalidTarget: Bool     // some t outside [0, 1] or NaN
+    invalidTarget: Bool,    // some t outside [0, 1] or NaN
+    softTargets: Bool       // with `findSoftTargets`: some t other than 0 and 1 (or -0.0)
 )
 
 /// Elements per block: the unit of the inner loops (see `forEachBlock`).
 public let kernelBlockLength = 256
 
 /// The sums over `count` elements of `pred` and `target` (`count` > 0, any length).
-/// `withElementTerm` adds the BCE term (the only part that needs `log`).
+/// `withElementTerm` adds the BCE term (the only part that needs `log`). `findSoftTargets`
+/// reports whether some target is neither 0 nor 1 (a fused call's statistics pass asks,
+/// so that its gradient pass can take the one-log BCE form without looking).
 ///
 /// The result depends only on the elements, never on where the chunk sits or which thread
 /// runs it: per element the terms are float, summed in float over runs of 8 per lane, then
@@ -25,7 +28,7 @@ public let kernelBlockLength = 256
 @inline(never)
 public func statisticsKernel(
     _ pred: UnsafePointer<Float>, _ target: UnsafePointer<Float>, _ count: Int,
-    _ withElementTerm: Bool
+    _ withElementTerm: Bool, _ findSoftTargets: Bool
 ) -> StatisticsPartial {
     var sums = LaneSums()
     var elementTerms = ElementTerms()
@@ -35,7 +38,11 @@ public func statisticsKernel(
             elementTerms.compute(p, t, into: elementBuffer)
             sums.elementSum.add(elementBuffer)
         }
-        sums.accumulate(p, t)
+        if findSoftTargets {
+            sums.accumulate(p, t, findingSoftTargets: true)
+        } else {
+            sums.accumulate(p, t, findingSoftTargets: false)
+        }
     }
     return sums.partial
 }
@@ -87,7 +94,8 @@ struct SoftTargetCheck {
     var found: Bool { bits != 0 }
 }
 
-/// Computes a block's BCE terms, choosing the cheaper hard-target form where it applies.
+/// Computes a block's BCE terms, choosing the cheaper hard-target form where it applies, for
+/// targets not known to be all 0 or 1.
 ///
 /// Which form a block needs is known only after the loop over it, so it is guessed from the
 /// block before: the soft form is right for any targets, the hard one (one
@@ -104,7 +112,7 @@ struct ElementTerms {
         if expectSoftTargets {
             soft = softElementTerms(p, t, out)
         } else {
-            soft = hardElementTerms(p, t, out)
+            soft = hardElementTerms(p, t, out, checking: true)
             if soft.found { _ = softElementTerms(p, t, out) }
         }
         expectSoftTargets = soft.found
@@ -113,16 +121,17 @@ struct ElementTerms {
 
 /// BCE terms for targets that are all exactly 0 or 1: one log per element,
 /// e = -max(log q, -100) with q = p where t = 1 and q = 1 - p where t = 0.
-/// Bitwise the same as softElementTerms for such targets; meaningless for others (the
-/// returned check says whether there were any).
+/// Bitwise the same as softElementTerms for such targets; meaningless for others (with
+/// `checking`, the returned check says whether there were any).
 @inline(__always)
-private func hardElementTerms(
-    _ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>
+func hardElementTerms(
+    _ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+    checking: Bool
 ) -> SoftTargetCheck {
     var check = SoftTargetCheck()
     for k in 0..<kernelBlockLength {
         let pk = p[k], tk = t[k]
-        check.add(tk)
+        if checking { check.add(tk) }
         // The argument is chosen, not the result, so only one log is evaluated.
         let isPositive = tk > 0.5
         let u = 1 - pk
@@ -159,6 +168,7 @@ private struct LaneSums {
     var elementSum = ElementSum()
     var outOfRangePred = false
     var outOfRangeTarget = false
+    var softTargets = false
 
     /// Adds a block's sums and checks its elements, in one loop.
     ///
@@ -166,11 +176,17 @@ private struct LaneSums {
     /// element below 0 or above 1, infinities included, moves one past its bound), and NaN,
     /// which no comparison sees but which turns every sum it enters into NaN: the p and t
     /// sums take each element, and their lanes end in the double sums `partial` tests. Four
-    /// operations per 16 elements, on a loop that otherwise only adds.
+    /// operations per 16 elements, on a loop that otherwise only adds. `findingSoftTargets`
+    /// also ORs the bits of t(1 - t), as `SoftTargetCheck` does, with the 1 - t the mismatch
+    /// sum computes anyway (without its + 0: a -0.0 target counts as soft, which only costs
+    /// speed).
     @inline(__always)
-    mutating func accumulate(_ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>) {
+    mutating func accumulate(
+        _ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, findingSoftTargets: Bool
+    ) {
         var predLow = SIMD16<Float>(), predHigh = SIMD16<Float>(repeating: 1)
         var targetLow = SIMD16<Float>(), targetHigh = SIMD16<Float>(repeating: 1)
+        var softBits = SIMD16<UInt32>()
         var run = 0
         while run < kernelBlockLength {
             var i = SIMD16<Float>(), ps = SIMD16<Float>(), ts = SIMD16<Float>()
@@ -182,7 +198,11 @@ private struct LaneSums {
                 i += pv * tv
                 ps += pv
                 ts += tv
-                m += pv * (1 - tv) + tv * (1 - pv)
+                let oneMinusT = 1 - tv
+                m += pv * oneMinusT + tv * (1 - pv)
+                if findingSoftTargets {
+                    softBits |= unsafeBitCast(tv * oneMinusT, to: SIMD16<UInt32>.self)
+                }
                 predLow = predLow.replacing(with: pv, where: pv .< predLow)
                 predHigh = predHigh.replacing(with: pv, where: pv .> predHigh)
                 targetLow = targetLow.replacing(with: tv, where: tv .< targetLow)
@@ -197,12 +217,14 @@ private struct LaneSums {
         }
         outOfRangePred = outOfRangePred || any(predLow .< 0) || any(predHigh .> 1)
         outOfRangeTarget = outOfRangeTarget || any(targetLow .< 0) || any(targetHigh .> 1)
+        softTargets = softTargets || softBits != .zero
     }
 
     var partial: StatisticsPartial {
         let predTotal = predSum.sum(), targetTotal = targetSum.sum()
         return (intersection.sum(), predTotal, targetTotal, mismatch.sum(), elementSum.total,
-                outOfRangePred || predTotal.isNaN, outOfRangeTarget || targetTotal.isNaN)
+                outOfRangePred || predTotal.isNaN, outOfRangeTarget || targetTotal.isNaN,
+                softTargets)
     }
 }
 

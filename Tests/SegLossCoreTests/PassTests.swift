@@ -58,7 +58,8 @@ struct LevelAndCount: Sendable, CustomTestStringConvertible {
 }
 
 /// Counts crossing the 256-element blocks, the 16384-element chunks, the parallel threshold
-/// (4 chunks) and, at 2_113_537 = 129 chunks + 1, a second round of chunk results (128 a round).
+/// (4 chunks) and, at 2_113_537 = 129 chunks + 1, many chunks for the threads to claim in runs
+/// (ParallelTests checks the rounds of chunk results with a cheaper chunk).
 let passCounts = [1, 255, 257, 16_384, 16_385, 65_537, 2_113_537]
 let passArguments: [LevelAndCount] = runnableLevels.flatMap { level in passCounts.map { LevelAndCount(level: level, count: $0) } }
 
@@ -95,6 +96,43 @@ struct PassTests {
                         let other = try statisticsPass(pred: p, target: t, withElementTerm: withElementTerm,
                                                        level: argument.level, threads: threads)
                         #expect(identical(one, other), "threads \(threads) differ from 1: \(other) vs \(one)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A fused call takes its BCE sum from the gradient pass: bitwise the statistics pass's,
+    /// whether or not the statistics pass promises that every target is 0 or 1 (it promises
+    /// only when none is soft), for any thread count.
+    @Test("gradientPass's BCE sum is bitwise the statisticsPass's, with and without the hard-target promise",
+          arguments: passArguments.filter { $0.count < 100_000 })
+    func elementSum(argument: LevelAndCount) throws {
+        let count = argument.count
+        let (pred, mixed) = mixedInputs(count: count, seed: UInt32(count) &+ 5)
+        let hard = mixed.map { $0 > 0.5 ? Float(1) : 0 }
+        var negativeZeros = hard
+        for i in stride(from: 0, to: count, by: 7) where negativeZeros[i] == 0 { negativeZeros[i] = -0.0 }
+        let c = GradientCoefficients(targetScale: 0.01, offset: -0.02, elementScale: 0.5 / Float(count))
+        for (name, target) in [("mixed", mixed), ("hard", hard), ("hard with -0.0", negativeZeros)] {
+            let soft = target.contains { $0 != 0 && $0 != 1 }
+            try pred.withUnsafeBufferPointer { p in
+                try target.withUnsafeBufferPointer { t in
+                    let stats = try statisticsPass(pred: p, target: t, withElementTerm: true, findSoftTargets: true,
+                                                   level: argument.level, threads: 2)
+                    // -0.0 targets may count as soft: a promise not made costs only speed.
+                    if name != "hard with -0.0" { #expect(stats.softTargets == soft, "\(name)") }
+                    var grad = [Float](repeating: 0, count: count)
+                    for threads in [1, 3] {
+                        for promise in stats.softTargets ? [false] : [false, true] {
+                            let sum = grad.withUnsafeMutableBufferPointer { g in
+                                gradientPass(pred: p, target: t, coefficients: c, into: g.baseAddress!,
+                                             withElementTerm: true, hardTargets: promise,
+                                             level: argument.level, threads: threads)
+                            }
+                            #expect(sum.bitPattern == stats.elementSum.bitPattern,
+                                    "\(name), threads \(threads), promise \(promise): \(sum) vs \(stats.elementSum)")
+                        }
                     }
                 }
             }
