@@ -114,25 +114,36 @@ public struct GeneralLoss: Sendable {
     var usesElementTerm: Bool { options.bce && options.elementWeight != 0 }
     var usesRegionTerm: Bool { options.region != .none && options.regionWeight != 0 }
 
-    func elementOptions(bce: Bool, squaredError: Bool = true) -> [ElementOptions] {
+    func elementOptions(
+        bce: Bool, squaredError: Bool = true, findSoftTargets: Bool = false, hardTargets: Bool = false
+    ) -> [ElementOptions] {
         (0..<shape.channels).map { channel in
-            ElementOptions(
+            var element = ElementOptions(
                 logits: options.logits, bce: bce, posWeight: options.posWeight?[channel] ?? 1,
                 labelSmoothing: options.labelSmoothing, squaredError: squaredError)
+            element.findSoftTargets = findSoftTargets
+            element.hardTargets = hardTargets
+            return element
         }
     }
+
+    /// Whether a fused call's gradient pass would look for soft targets (BCE on
+    /// probabilities), which its statistics pass can then find for it.
+    var elementTermChecksTargets: Bool { usesElementTerm && !options.logits }
 
     // MARK: Step 1: statistics
 
     /// The sums of every segment, in segment order.
     /// - Throws: `.predOutOfRange`, `.targetOutOfRange`.
     /// Without `elementTerms`, the element sums are 0 (a backward call needs no loss); without
-    /// `allSums`, SQ is 0 unless the loss is a squared form (nothing else needs it).
+    /// `allSums`, SQ is 0 unless the loss is a squared form (nothing else needs it). With
+    /// `findSoftTargets`, the sums say whether some valid target is neither 0 nor 1.
     public func statistics(
-        _ inputs: TensorInputs, elementTerms: Bool = true, allSums: Bool = true
+        _ inputs: TensorInputs, elementTerms: Bool = true, allSums: Bool = true, findSoftTargets: Bool = false
     ) throws(SegLossError) -> [KernelSums] {
         let channelOptions = elementOptions(
-            bce: usesElementTerm && elementTerms, squaredError: allSums || options.squared)
+            bce: usesElementTerm && elementTerms, squaredError: allSums || options.squared,
+            findSoftTargets: findSoftTargets)
         let totals = sumBySegment { run, start, count in
             level.generalStatistics(
                 inputs.kernelInput(run: run, start: start, count: count), channelOptions[run % shape.channels])
@@ -318,13 +329,14 @@ public struct GeneralLoss: Sendable {
     /// Writes every element's gradient into `grad` (pred's type; may be pred's memory).
     /// With `elementSums`, also returns each segment's element-term sum (the statistics
     /// pass's, bit for bit): a fused call takes them from here, where the logs overlap this
-    /// pass's memory traffic.
+    /// pass's memory traffic. `hardTargets` promises that every valid target is 0 or 1 (a
+    /// statistics pass asked to find soft ones found none): the element terms skip the check.
     @discardableResult
     public func gradient(
         _ inputs: TensorInputs, _ finalized: FinalizedLoss, into grad: UnsafeMutableRawPointer,
-        elementSums: Bool = false
+        elementSums: Bool = false, hardTargets: Bool = false
     ) -> [Double] {
-        let channelOptions = elementOptions(bce: elementSums && usesElementTerm)
+        let channelOptions = elementOptions(bce: elementSums && usesElementTerm, hardTargets: hardTargets)
         let size = shape.predType.size
         let span = { (run: Int, start: Int, count: Int) -> Double in
             level.generalGradient(
@@ -363,9 +375,14 @@ public struct GeneralLoss: Sendable {
         _ inputs: TensorInputs, gradLoss: Double, into grad: UnsafeMutableRawPointer, withLoss: Bool = true,
         allSums: Bool = true
     ) throws(SegLossError) -> (FinalizedLoss, [KernelSums]) {
-        var sums = try statistics(inputs, elementTerms: false, allSums: allSums)
+        // A fused call's statistics pass finds whether any target is soft, which its
+        // gradient pass would otherwise check block by block.
+        let findSoftTargets = withLoss && elementTermChecksTargets
+        var sums = try statistics(inputs, elementTerms: false, allSums: allSums, findSoftTargets: findSoftTargets)
         var finalized = finalize(sums, gradLoss: gradLoss)
-        let elementSums = gradient(inputs, finalized, into: grad, elementSums: withLoss)
+        let elementSums = gradient(
+            inputs, finalized, into: grad, elementSums: withLoss,
+            hardTargets: findSoftTargets && !sums.contains { $0.softTargets })
         if withLoss && usesElementTerm {
             for index in sums.indices { sums[index].elementSum = elementSums[index] }
             finalized.loss = finalize(sums, gradLoss: gradLoss).loss

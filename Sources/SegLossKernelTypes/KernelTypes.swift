@@ -54,6 +54,12 @@ public struct ElementOptions: Sendable, Equatable {
     /// The statistics kernel sums SQ (else it leaves it 0: only squared forms and the sums
     /// outputs need it).
     public var squaredError: Bool
+    /// The statistics kernel reports in `KernelSums.softTargets` whether some valid target is
+    /// neither 0 nor 1 (a fused call asks, for its gradient pass).
+    public var findSoftTargets = false
+    /// Every valid target is 0 or 1 (a statistics pass asked found none other): the gradient
+    /// kernel's BCE terms take the one-log form without looking.
+    public var hardTargets = false
 
     public init(
         logits: Bool, bce: Bool, posWeight: Double = 1, labelSmoothing: Double = 0, squaredError: Bool = true
@@ -79,6 +85,8 @@ public struct KernelSums: Sendable, Equatable {
     public var invalidPred = false
     /// Some valid t is outside [0, 1] or NaN.
     public var invalidTarget = false
+    /// Some valid t is neither 0 nor 1 (only when asked: `ElementOptions.findSoftTargets`).
+    public var softTargets = false
 
     public init() {}
 
@@ -91,6 +99,7 @@ public struct KernelSums: Sendable, Equatable {
         validCount += other.validCount
         invalidPred = invalidPred || other.invalidPred
         invalidTarget = invalidTarget || other.invalidTarget
+        softTargets = softTargets || other.softTargets
     }
 }
 

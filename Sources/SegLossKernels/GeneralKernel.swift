@@ -266,8 +266,9 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     // Double lanes, added to once per block and summed once per run.
     var tpSum = SIMD8<Double>(), fpSum = SIMD8<Double>(), fnSum = SIMD8<Double>()
     var sqSum = SIMD8<Double>(), elementSum = SIMD8<Double>(), validSum = SIMD8<Double>()
-    var badPred = false, badTarget = false
+    var badPred = false, badTarget = false, softTargets = false
     let squaredError = options.squaredError, masked = input.mask != nil
+    let findSoftTargets = options.findSoftTargets
     forEachRunBlock(input.count) { (start, length, padded, buffers: BlockBuffers<R>) in
         // Every loop works on locals: the closure's parameters and captures live in memory,
         // which any store through a pointer might change as far as LLVM knows, so it would
@@ -276,9 +277,21 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         let posWeight = posWeight, smoothing = smoothing
         var invalidPred = false
         var targetBits: R.Bits = 0
-        for k in 0..<padded {
-            let bits = R.unitIntervalBits(b.t[k])
-            targetBits = bits > targetBits ? bits : targetBits
+        if findSoftTargets {
+            // With the OR of the bits of t(1 - t), 0 exactly when every t is 0 or 1.
+            var softBits: UInt32 = 0
+            for k in 0..<padded {
+                let y = b.t[k]
+                let bits = R.unitIntervalBits(y)
+                targetBits = bits > targetBits ? bits : targetBits
+                softBits |= R.orBits(y * (1 - y))
+            }
+            softTargets = softTargets || softBits != 0
+        } else {
+            for k in 0..<padded {
+                let bits = R.unitIntervalBits(b.t[k])
+                targetBits = bits > targetBits ? bits : targetBits
+            }
         }
         if options.logits {
             // Four loops, each without the steps it does not need: the valid flags (a block
@@ -299,7 +312,7 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         }
         let elementLanes = options.bce
             ? blockElementSum(b, padded, options.logits, posWeight, smoothing,
-                              useMask: masked || length != padded)
+                              useMask: masked || length != padded, hardTargets: false)
             : SIMD16<R>()
         badPred = badPred || invalidPred
         badTarget = badTarget || targetBits > R.oneBits
@@ -371,6 +384,7 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     sums.validCount = masked ? validSum.sum() : Double(input.count)
     sums.invalidPred = badPred
     sums.invalidTarget = badTarget
+    sums.softTargets = softTargets
     return sums
 }
 
@@ -400,10 +414,11 @@ private func sigmoidLoop<R: KernelReal>(
 /// The sum of a staged block's element terms, in the computation type's 16 lanes; the same
 /// arithmetic for the statistics and the gradient kernel, so both give the same bits. With
 /// logits, `e` holds e^-|x| on entry (both kernels compute it for the sigmoid).
+/// `hardTargets`: every target is known to be 0 or 1, so the check for soft ones is skipped.
 @inline(__always)
 private func blockElementSum<R: KernelReal>(
     _ b: BlockBuffers<R>, _ padded: Int, _ logits: Bool, _ posWeight: R, _ smoothing: R,
-    useMask: Bool
+    useMask: Bool, hardTargets: Bool
 ) -> SIMD16<R> {
     if logits && posWeight == 1 && smoothing == 0 && !useMask {
         // The form below without the factors that are 1 here (every flag, 1 + (w - 1)ts):
@@ -426,9 +441,11 @@ private func blockElementSum<R: KernelReal>(
         // flags becomes a scalar search that stops at the first soft target, and a float
         // maximum is no reduction LLVM vectorizes.)
         var softBits: UInt32 = 0
-        for k in 0..<padded {
-            let y = b.t[k]
-            softBits |= R.orBits(y * (1 - y))
+        if !hardTargets {
+            for k in 0..<padded {
+                let y = b.t[k]
+                softBits |= R.orBits(y * (1 - y))
+            }
         }
         if softBits == 0 && smoothing == 0 {
             // Targets all 0 or 1: one log per element (the same value as the form below).
@@ -548,7 +565,8 @@ private func runGradient<R: KernelReal, T: StoredElement>(
         if withElementSum {
             for k in length..<padded { b.e[k] = 1 }  // e^-|0| for the padding's terms
             elementSum += R.widen(blockElementSum(
-                b, padded, options.logits, posWeight, smoothing, useMask: masked || length != padded))
+                b, padded, options.logits, posWeight, smoothing, useMask: masked || length != padded,
+                hardTargets: options.hardTargets))
         }
     }
     return elementSum.sum()

@@ -143,6 +143,10 @@ let generalCases: [GeneralCase] = {
                              options: o, batch: 2, channels: 2, spatial: 40_000, targetType: .float64,
                              softTargets: true))
     o = LossOptions()
+    o.segments = .channel
+    cases.append(GeneralCase(name: "BCE + batch Dice per channel, soft targets without smoothing",
+                             options: o, batch: 3, channels: 2, spatial: 20_000, softTargets: true))
+    o = LossOptions()
     o.segments = .sample
     o.region = .tversky
     o.alpha = 0.7
