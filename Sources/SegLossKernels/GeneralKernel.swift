@@ -64,7 +64,8 @@ protocol KernelReal: BinaryFloatingPoint, SIMDScalar, Codable, StoredElement {
     static func clampedLogOneMinus(_ p: Self) -> Self
     /// clampedLog(p) when `positive`, else clampedLogOneMinus(p): one log, not two.
     static func clampedLogOfClass(_ p: Self, positive: Bool) -> Self
-    static func exponential(_ x: Self) -> Self
+    /// e^x for x <= 0 (the kernels' use: e^-|logit|).
+    static func exponentialOfNonPositive(_ x: Self) -> Self
     /// log(1 + x) for x in [0, 1].
     static func logOnePlus(_ x: Self) -> Self
     /// The value's bits folded into 32 (0 exactly for +0).
@@ -118,7 +119,7 @@ extension Float: KernelReal {
         let u = 1 - p
         return clampedLogApprox(positive ? p : u, remainder: positive ? 0 : (1 - u) - p)
     }
-    @inline(__always) static func exponential(_ x: Float) -> Float { expApprox(x) }
+    @inline(__always) static func exponentialOfNonPositive(_ x: Float) -> Float { expOfNonPositiveApprox(x) }
     /// For x in [0, 1] (the kernels' use: e^-|logit|): log(u + c) with u = 1 + x rounded and
     /// its exact remainder c, where c·(2 - u) stands in for c / u (|c| is below half an ulp
     /// of u, so the difference stays below a tenth of an ulp of the result): no division.
@@ -155,7 +156,7 @@ extension Double: KernelReal {
     @inline(__always) static func clampedLogOfClass(_ p: Double, positive: Bool) -> Double {
         positive ? clampedLog(p) : clampedLogOneMinus(p)
     }
-    @inline(__always) static func exponential(_ x: Double) -> Double { exp(x) }
+    @inline(__always) static func exponentialOfNonPositive(_ x: Double) -> Double { exp(x) }
     @inline(__always) static func logOnePlus(_ x: Double) -> Double { log1p(x) }
     @inline(__always) static func orBits(_ x: Double) -> UInt32 {
         UInt32(truncatingIfNeeded: x.bitPattern | (x.bitPattern &>> 32))
@@ -400,7 +401,7 @@ private func sigmoidLoop<R: KernelReal>(
         let x = b.raw[k]
         let bits = R.magnitudeBits(x)
         largest = bits > largest ? bits : largest
-        let a = R.exponential(-x.magnitude)
+        let a = R.exponentialOfNonPositive(-x.magnitude)
         let inverse = 1 / (1 + a)
         let p = x >= 0 ? inverse : a * inverse
         let q = x >= 0 ? a * inverse : inverse
@@ -486,7 +487,7 @@ private func blockElementSum<R: KernelReal>(
 /// a / (1 + a)^2, the last without cancellation: the logits gradient loops' common start.
 @inline(__always)
 private func logistic<R: KernelReal>(_ x: R) -> (a: R, sigmoid: R, slope: R) {
-    let a = R.exponential(-x.magnitude)
+    let a = R.exponentialOfNonPositive(-x.magnitude)
     let inverse = 1 / (1 + a)
     return (a, x >= 0 ? inverse : a * inverse, a * inverse * inverse)
 }

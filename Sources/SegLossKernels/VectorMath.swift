@@ -13,7 +13,7 @@
 //   logOneMinusApprox:   at most 1.5 ulp over [0, 1)      (1.44)
 //   log1pApprox:         at most 1.5 ulp over [-1 + 2^-24, 2^30]   (1.44)
 //   expApprox:           at most 1.02 ulp over [-87.3, 88.7], normal results  (1.0103 FMA,
-//                        0.99 baseline)
+//                        0.99 baseline); expOfNonPositiveApprox gives its bits for x <= 0
 //   sigmoidApprox:       at most 2.5 ulp over [-87, 87]   (2.48)
 // where an ulp is that of the float32 result. exp and sigmoid are for the logits forms of
 // the losses (sigmoid applied inside the loss).
@@ -116,9 +116,22 @@ public func log1pApprox(_ y: Float) -> Float {
 /// from the bits of x·log2(e) + 1.5·2^23.
 @inline(__always)
 public func expApprox(_ x: Float) -> Float {
-    let low: Float = -104, high: Float = 88.8
-    var clamped = x < low ? low : x    // NaN passes both tests and stays NaN
-    clamped = clamped > high ? high : clamped
+    let high: Float = 88.8
+    return expBelowHighClamp(x > high ? high : x)  // NaN passes the test and stays NaN
+}
+
+/// e^x for x <= 0 (and NaN), as the sigmoid needs it (e^-|x|): expApprox without the upper
+/// clamp, which such x never reach, so the same bits with two operations fewer.
+@inline(__always)
+public func expOfNonPositiveApprox(_ x: Float) -> Float {
+    expBelowHighClamp(x)
+}
+
+/// expApprox for x <= 88.8 or NaN.
+@inline(__always)
+private func expBelowHighClamp(_ x: Float) -> Float {
+    let low: Float = -104
+    let clamped = x < low ? low : x    // NaN passes the test and stays NaN
     let magic: Float = 12_582_912      // 1.5 * 2^23: adding it rounds to an integer
     let shifted = multiplyAdd(clamped, 1.44269504088896341, magic)
     let n = shifted - magic

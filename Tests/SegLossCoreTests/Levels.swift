@@ -25,6 +25,7 @@ struct MathLevel: Sendable, CustomTestStringConvertible {
     var logWithRemainder: @Sendable (Float, Float) -> Float
     var log1p: @Sendable (Float) -> Float
     var exp: @Sendable (Float) -> Float
+    var expOfNonPositive: @Sendable (Float) -> Float
     var sigmoid: @Sendable (Float) -> Float
     /// Whether multiplyAdd is fused at this level (VectorMath claims a tighter log bound then).
     var hasFMA: Bool
@@ -42,6 +43,7 @@ struct MathLevel: Sendable, CustomTestStringConvertible {
             logOneMinus: { SegLossKernels.logOneMinusApprox($0) },
             logWithRemainder: { SegLossKernels.logApprox($0, remainder: $1) },
             log1p: { SegLossKernels.log1pApprox($0) }, exp: { SegLossKernels.expApprox($0) },
+            expOfNonPositive: { SegLossKernels.expOfNonPositiveApprox($0) },
             sigmoid: { SegLossKernels.sigmoidApprox($0) }, hasFMA: baselineFMA)]
         #if canImport(SegLossKernelsAVX2)
         levels.append(MathLevel(
@@ -49,6 +51,7 @@ struct MathLevel: Sendable, CustomTestStringConvertible {
             logOneMinus: { SegLossKernelsAVX2.logOneMinusApprox($0) },
             logWithRemainder: { SegLossKernelsAVX2.logApprox($0, remainder: $1) },
             log1p: { SegLossKernelsAVX2.log1pApprox($0) }, exp: { SegLossKernelsAVX2.expApprox($0) },
+            expOfNonPositive: { SegLossKernelsAVX2.expOfNonPositiveApprox($0) },
             sigmoid: { SegLossKernelsAVX2.sigmoidApprox($0) }, hasFMA: true))
         #endif
         #if canImport(SegLossKernelsAVX512)
@@ -57,6 +60,7 @@ struct MathLevel: Sendable, CustomTestStringConvertible {
             logOneMinus: { SegLossKernelsAVX512.logOneMinusApprox($0) },
             logWithRemainder: { SegLossKernelsAVX512.logApprox($0, remainder: $1) },
             log1p: { SegLossKernelsAVX512.log1pApprox($0) }, exp: { SegLossKernelsAVX512.expApprox($0) },
+            expOfNonPositive: { SegLossKernelsAVX512.expOfNonPositiveApprox($0) },
             sigmoid: { SegLossKernelsAVX512.sigmoidApprox($0) }, hasFMA: true))
         #endif
         return levels

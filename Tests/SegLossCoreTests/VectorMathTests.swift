@@ -3,7 +3,7 @@
 //   logApprox           <= 1 ulp with FMA, <= 2 ulp without, over (0, 1]
 //   logOneMinusApprox   <= 2 ulp over [0, 1)
 //   log1pApprox         <= 2 ulp over [-1 + 2^-24, 2^30]
-//   expApprox           <= 1 ulp over [-87.3, 88.7]
+//   expApprox           <= 1 ulp over [-87.3, 88.7] (expOfNonPositiveApprox: its bits on x <= 0)
 //   sigmoidApprox       <= 3 ulp over [-87, 87]
 //
 // Error unit: ulps of the float32 result, |approx - exact| / 2^(floor(log2 |exact|) - 23)
@@ -244,6 +244,34 @@ struct VectorMathTests {
         for x: Float in [.nan, -.nan, .infinity, -.infinity, -1, -0x1p-149, .greatestFiniteMagnitude] {
             _ = (level.log(x), level.logOneMinus(x), level.log1p(x), level.exp(x), level.sigmoid(x))
         }
+    }
+
+    /// The kernels' e^-|x| drops expApprox's upper clamp, which x <= 0 never reaches: the
+    /// same bits for every non-positive float (every 257th pattern, and the ends of every
+    /// binade) and for NaN.
+    @Test("expOfNonPositiveApprox is expApprox, bit for bit, on x <= 0", arguments: MathLevel.runnable)
+    func expOfNonPositiveIsExp(level: MathLevel) {
+        var mismatches = 0, first: Float?
+        func check(_ bits: UInt32) {
+            let x = Float(bitPattern: bits)
+            if level.expOfNonPositive(x).bitPattern != level.exp(x).bitPattern {
+                mismatches += 1
+                if first == nil { first = x }
+            }
+        }
+        var bits: UInt32 = 0x8000_0000
+        while bits <= 0xFF80_0000 {  // -0 down to -infinity
+            check(bits)
+            bits += 257
+        }
+        for exponent: UInt32 in 0...255 {
+            for offset: UInt32 in 0..<8 {
+                check(0x8000_0000 | exponent << 23 | offset)
+                check(0x8000_0000 | exponent << 23 | (0x7F_FFFF - offset))
+            }
+        }
+        #expect(mismatches == 0, "[\(level.name)] \(mismatches) inputs differ, first x = \(first ?? 0)")
+        #expect(level.expOfNonPositive(.nan).isNaN)
     }
 
     @Test("ulp error within the bound VectorMath.swift claims (dense where it peaks, sampled elsewhere; SEGLOSS_EXHAUSTIVE_MATH=1: every input)",
