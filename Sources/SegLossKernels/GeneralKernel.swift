@@ -123,9 +123,10 @@ extension Float: KernelReal {
     /// For x in [0, 1] (the kernels' use: e^-|logit|): log(u + c) with u = 1 + x rounded and
     /// its exact remainder c, where c·(2 - u) stands in for c / u (|c| is below half an ulp
     /// of u, so the difference stays below a tenth of an ulp of the result): no division.
+    /// logApprox(u, remainder: c) with logApprox's test for u = 0 left out: u >= 1 here.
     @inline(__always) static func logOnePlus(_ x: Float) -> Float {
         let u = 1 + x
-        return logApprox(u, remainder: (1 - u) + x)
+        return multiplyAdd((1 - u) + x, 2 - u, logOfPositive(u))
     }
     @inline(__always) static func orBits(_ x: Float) -> UInt32 { x.bitPattern }
     @inline(__always) static func unitIntervalBits(_ x: Float) -> UInt32 { (x + 0).bitPattern }
