@@ -66,6 +66,8 @@ protocol KernelReal: BinaryFloatingPoint, SIMDScalar, Codable, StoredElement {
     static func clampedLogOfClass(_ p: Self, positive: Bool) -> Self
     /// e^x for x <= 0 (the kernels' use: e^-|logit|).
     static func exponentialOfNonPositive(_ x: Self) -> Self
+    /// a·b + c, in one rounding where the CPU level has FMA (VectorMath's multiplyAdd).
+    static func fusedMultiplyAdd(_ a: Self, _ b: Self, _ c: Self) -> Self
     /// log(1 + x) for x in [0, 1].
     static func logOnePlus(_ x: Self) -> Self
     /// The value's bits folded into 32 (0 exactly for +0).
@@ -120,6 +122,9 @@ extension Float: KernelReal {
         return clampedLogApprox(positive ? p : u, remainder: positive ? 0 : (1 - u) - p)
     }
     @inline(__always) static func exponentialOfNonPositive(_ x: Float) -> Float { expOfNonPositiveApprox(x) }
+    @inline(__always) static func fusedMultiplyAdd(_ a: Float, _ b: Float, _ c: Float) -> Float {
+        multiplyAdd(a, b, c)
+    }
     /// For x in [0, 1] (the kernels' use: e^-|logit|): log(u + c) with u = 1 + x rounded and
     /// its exact remainder c, where c·(2 - u) stands in for c / u (|c| is below half an ulp
     /// of u, so the difference stays below a tenth of an ulp of the result): no division.
@@ -158,6 +163,13 @@ extension Double: KernelReal {
         positive ? clampedLog(p) : clampedLogOneMinus(p)
     }
     @inline(__always) static func exponentialOfNonPositive(_ x: Double) -> Double { exp(x) }
+    @inline(__always) static func fusedMultiplyAdd(_ a: Double, _ b: Double, _ c: Double) -> Double {
+        #if SEGLOSS_FMA || arch(arm64)
+        return c.addingProduct(a, b)
+        #else
+        return a * b + c
+        #endif
+    }
     @inline(__always) static func logOnePlus(_ x: Double) -> Double { log1p(x) }
     @inline(__always) static func orBits(_ x: Double) -> UInt32 {
         UInt32(truncatingIfNeeded: x.bitPattern | (x.bitPattern &>> 32))
@@ -514,6 +526,11 @@ private func runGradient<R: KernelReal, T: StoredElement>(
         let posWeight = posWeight, smoothing = smoothing, targetScale = targetScale
         let offset = offset, predScale = predScale, elementScale = elementScale
         let out = grad + start &* MemoryLayout<R>.stride
+        // The region term's derivative, targetScale·t + offset + predScale·p, in two
+        // multiply-adds.
+        @inline(__always) func region(_ t: R, _ p: R) -> R {
+            R.fusedMultiplyAdd(predScale, p, R.fusedMultiplyAdd(targetScale, t, offset))
+        }
         if options.logits && bce && posWeight == 1 && smoothing == 0 && !masked {
             // The common case, the form below without the terms that are 0 and the flags
             // that are 1 here: the same values, fewer operations.
@@ -521,7 +538,7 @@ private func runGradient<R: KernelReal, T: StoredElement>(
                 let x = b.raw[k], t = b.t[k]
                 let (a, sigmoid, slope) = logistic(x)
                 b.e[k] = a
-                let g = (targetScale * t + offset + predScale * sigmoid) * slope + elementScale * (sigmoid - t)
+                let g = R.fusedMultiplyAdd(region(t, sigmoid), slope, elementScale * (sigmoid - t))
                 out.storeBytes(of: g + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         } else if options.logits {
@@ -529,10 +546,12 @@ private func runGradient<R: KernelReal, T: StoredElement>(
                 let x = b.raw[k], t = b.t[k]
                 let (a, sigmoid, slope) = logistic(x)
                 b.e[k] = a
-                var g = (targetScale * t + offset + predScale * sigmoid) * slope
+                var g = region(t, sigmoid) * slope
                 if bce {
                     let ts = t * (1 - smoothing) + smoothing / 2
-                    g += elementScale * ((sigmoid - ts) - (posWeight - 1) * ts * (1 - sigmoid))
+                    g = R.fusedMultiplyAdd(
+                        region(t, sigmoid), slope,
+                        elementScale * ((sigmoid - ts) - (posWeight - 1) * ts * (1 - sigmoid)))
                 }
                 out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
@@ -543,7 +562,7 @@ private func runGradient<R: KernelReal, T: StoredElement>(
                 let p = b.raw[k], t = b.t[k]
                 let variance = p * (1 - p)
                 let derivative = (p - t) / (variance > 1e-12 ? variance : 1e-12)
-                let g = targetScale * t + offset + predScale * p + elementScale * derivative
+                let g = R.fusedMultiplyAdd(elementScale, derivative, region(t, p))
                 out.storeBytes(of: g + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         } else if bce {
@@ -553,13 +572,13 @@ private func runGradient<R: KernelReal, T: StoredElement>(
                 let variance = p * (1 - p)
                 let derivative = ((p - ts) - (posWeight - 1) * ts * (1 - p))
                     / (variance > 1e-12 ? variance : 1e-12)
-                let g = targetScale * t + offset + predScale * p + elementScale * derivative
+                let g = R.fusedMultiplyAdd(elementScale, derivative, region(t, p))
                 out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         } else {
             for k in 0..<length {
                 let p = b.raw[k], t = b.t[k]
-                let g = targetScale * t + offset + predScale * p
+                let g = region(t, p)
                 out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         }
