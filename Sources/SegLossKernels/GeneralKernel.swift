@@ -289,38 +289,40 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         // reload them at each step and not vectorize the loop.
         let b = stage(input, start, length, padded, buffers, R.self, T.self)
         let posWeight = posWeight, smoothing = smoothing
+        // The range checks run inside the loops that read the block anyway.
         var invalidPred = false
         var targetBits: R.Bits = 0
-        if findSoftTargets {
-            // With the OR of the bits of t(1 - t), 0 exactly when every t is 0 or 1.
-            var softBits: UInt32 = 0
-            for k in 0..<padded {
-                let y = b.t[k]
-                let bits = R.unitIntervalBits(y)
-                targetBits = bits > targetBits ? bits : targetBits
-                softBits |= R.orBits(y * (1 - y))
-            }
-            softTargets = softTargets || softBits != 0
-        } else {
-            for k in 0..<padded {
-                let bits = R.unitIntervalBits(b.t[k])
-                targetBits = bits > targetBits ? bits : targetBits
-            }
-        }
         if options.logits {
             // Four loops, each without the steps it does not need: the valid flags (a block
             // with no masked or padding elements) and e^-|x| (kept for the element terms).
             switch (masked || length != padded, options.bce) {
-            case (true, true): invalidPred = sigmoidLoop(b, padded, useMask: true, keepExponential: true)
-            case (true, false): invalidPred = sigmoidLoop(b, padded, useMask: true, keepExponential: false)
-            case (false, true): invalidPred = sigmoidLoop(b, padded, useMask: false, keepExponential: true)
-            case (false, false): invalidPred = sigmoidLoop(b, padded, useMask: false, keepExponential: false)
+            case (true, true):
+                invalidPred = sigmoidLoop(b, padded, &targetBits, useMask: true, keepExponential: true)
+            case (true, false):
+                invalidPred = sigmoidLoop(b, padded, &targetBits, useMask: true, keepExponential: false)
+            case (false, true):
+                invalidPred = sigmoidLoop(b, padded, &targetBits, useMask: false, keepExponential: true)
+            case (false, false):
+                invalidPred = sigmoidLoop(b, padded, &targetBits, useMask: false, keepExponential: false)
             }
         } else {
             var predBits: R.Bits = 0
-            for k in 0..<padded {
-                let bits = R.unitIntervalBits(b.raw[k])
-                predBits = bits > predBits ? bits : predBits
+            if findSoftTargets {
+                // With the OR of the bits of t(1 - t), 0 exactly when every t is 0 or 1.
+                var softBits: UInt32 = 0
+                for k in 0..<padded {
+                    let x = R.unitIntervalBits(b.raw[k]), y = b.t[k], bits = R.unitIntervalBits(y)
+                    predBits = x > predBits ? x : predBits
+                    targetBits = bits > targetBits ? bits : targetBits
+                    softBits |= R.orBits(y * (1 - y))
+                }
+                softTargets = softTargets || softBits != 0
+            } else {
+                for k in 0..<padded {
+                    let x = R.unitIntervalBits(b.raw[k]), y = R.unitIntervalBits(b.t[k])
+                    predBits = x > predBits ? x : predBits
+                    targetBits = y > targetBits ? y : targetBits
+                }
             }
             invalidPred = predBits > R.oneBits
         }
@@ -404,16 +406,19 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
 
 /// Fills p = sigmoid(x) and q = sigmoid(-x) (times the valid flag with `useMask`), and e with
 /// e^-|x| when `keepExponential`, for a staged block of logits; returns whether some logit is
-/// NaN or infinite.
+/// NaN or infinite, and takes the targets' largest `unitIntervalBits` into `targetBits`.
 @inline(__always)
 private func sigmoidLoop<R: KernelReal>(
-    _ b: BlockBuffers<R>, _ padded: Int, useMask: Bool, keepExponential: Bool
+    _ b: BlockBuffers<R>, _ padded: Int, _ targetBits: inout R.Bits, useMask: Bool, keepExponential: Bool
 ) -> Bool {
     var largest: R.Bits = 0
+    var largestTarget = targetBits
     for k in 0..<padded {
         let x = b.raw[k]
         let bits = R.magnitudeBits(x)
         largest = bits > largest ? bits : largest
+        let y = R.unitIntervalBits(b.t[k])
+        largestTarget = y > largestTarget ? y : largestTarget
         let a = R.exponentialOfNonPositive(-x.magnitude)
         let inverse = 1 / (1 + a)
         let p = x >= 0 ? inverse : a * inverse
@@ -422,6 +427,7 @@ private func sigmoidLoop<R: KernelReal>(
         b.q[k] = useMask ? q * b.m[k] : q
         if keepExponential { b.e[k] = a }
     }
+    targetBits = largestTarget
     return largest >= R.infinityBits
 }
 

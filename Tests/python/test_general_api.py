@@ -1045,9 +1045,12 @@ def test_large_finite_logits_are_fine(dtype):
 @pytest.mark.parametrize("target", [np.array([0, 1, 2, 1], np.uint8), np.array([0, 1, 255, 1], np.uint8),
                                     np.array([0, 1, -1, 1]), np.array([0, 1, 1.5, 1]),
                                     np.array([0, 1, np.nan, 1], np.float32)])
-def test_target_out_of_range(target):
+@pytest.mark.parametrize("kind", ["probabilities", "logits"])
+def test_target_out_of_range(target, kind):
+    # PRED's values are valid as probabilities and as logits; the two kinds check targets in
+    # different kernel loops.
     with raises_status(Status.ERROR_TARGET_OUT_OF_RANGE):
-        segloss.loss_and_grad(PRED, target)
+        segloss.loss_and_grad(PRED, target, input=kind)
 
 
 @needs_general_api
