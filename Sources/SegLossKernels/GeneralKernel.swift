@@ -293,17 +293,11 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         var invalidPred = false
         var targetBits: R.Bits = 0
         if options.logits {
-            // Four loops, each without the steps it does not need: the valid flags (a block
-            // with no masked or padding elements) and e^-|x| (kept for the element terms).
-            switch (masked || length != padded, options.bce) {
-            case (true, true):
-                invalidPred = sigmoidLoop(b, padded, &targetBits, useMask: true, keepExponential: true)
-            case (true, false):
-                invalidPred = sigmoidLoop(b, padded, &targetBits, useMask: true, keepExponential: false)
-            case (false, true):
-                invalidPred = sigmoidLoop(b, padded, &targetBits, useMask: false, keepExponential: true)
-            case (false, false):
-                invalidPred = sigmoidLoop(b, padded, &targetBits, useMask: false, keepExponential: false)
+            // Two loops, one without the valid flags (a block with no masked or padding elements).
+            if masked || length != padded {
+                invalidPred = sigmoidLoops(b, padded, &targetBits, useMask: true)
+            } else {
+                invalidPred = sigmoidLoops(b, padded, &targetBits, useMask: false)
             }
         } else {
             var predBits: R.Bits = 0
@@ -404,12 +398,16 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     return sums
 }
 
-/// Fills p = sigmoid(x) and q = sigmoid(-x) (times the valid flag with `useMask`), and e with
-/// e^-|x| when `keepExponential`, for a staged block of logits; returns whether some logit is
-/// NaN or infinite, and takes the targets' largest `unitIntervalBits` into `targetBits`.
+/// Fills e with e^-|x|, and p = sigmoid(x) and q = sigmoid(-x) (times the valid flag with
+/// `useMask`), for a staged block of logits; returns whether some logit is NaN or infinite,
+/// and takes the targets' largest `unitIntervalBits` into `targetBits`.
+///
+/// Two loops, the exponentials and then the rest: one loop holding both keeps more
+/// constants live than the registers hold, and runs slower than the two with their extra
+/// store and load.
 @inline(__always)
-private func sigmoidLoop<R: KernelReal>(
-    _ b: BlockBuffers<R>, _ padded: Int, _ targetBits: inout R.Bits, useMask: Bool, keepExponential: Bool
+private func sigmoidLoops<R: KernelReal>(
+    _ b: BlockBuffers<R>, _ padded: Int, _ targetBits: inout R.Bits, useMask: Bool
 ) -> Bool {
     var largest: R.Bits = 0
     var largestTarget = targetBits
@@ -419,13 +417,15 @@ private func sigmoidLoop<R: KernelReal>(
         largest = bits > largest ? bits : largest
         let y = R.unitIntervalBits(b.t[k])
         largestTarget = y > largestTarget ? y : largestTarget
-        let a = R.exponentialOfNonPositive(-x.magnitude)
+        b.e[k] = R.exponentialOfNonPositive(-x.magnitude)
+    }
+    for k in 0..<padded {
+        let x = b.raw[k], a = b.e[k]
         let inverse = 1 / (1 + a)
         let p = x >= 0 ? inverse : a * inverse
         let q = x >= 0 ? a * inverse : inverse
         b.p[k] = useMask ? p * b.m[k] : p
         b.q[k] = useMask ? q * b.m[k] : q
-        if keepExponential { b.e[k] = a }
     }
     targetBits = largestTarget
     return largest >= R.infinityBits
@@ -502,13 +502,12 @@ private func blockElementSum<R: KernelReal>(
 
 // MARK: - Gradient
 
-/// e^-|x| (kept for the element terms), sigmoid(x) and sigma'(x) = sigma (1 - sigma) =
-/// a / (1 + a)^2, the last without cancellation: the logits gradient loops' common start.
+/// sigmoid(x) and sigma'(x) = sigma (1 - sigma) = a / (1 + a)^2 from a = e^-|x|, the last
+/// without cancellation: the logits gradient loops' common start.
 @inline(__always)
-private func logistic<R: KernelReal>(_ x: R) -> (a: R, sigmoid: R, slope: R) {
-    let a = R.exponentialOfNonPositive(-x.magnitude)
+private func logistic<R: KernelReal>(_ x: R, _ a: R) -> (sigmoid: R, slope: R) {
     let inverse = 1 / (1 + a)
-    return (a, x >= 0 ? inverse : a * inverse, a * inverse * inverse)
+    return (x >= 0 ? inverse : a * inverse, a * inverse * inverse)
 }
 
 private func runGradient<R: KernelReal, T: StoredElement>(
@@ -537,21 +536,24 @@ private func runGradient<R: KernelReal, T: StoredElement>(
         @inline(__always) func region(_ t: R, _ p: R) -> R {
             R.fusedMultiplyAdd(predScale, p, R.fusedMultiplyAdd(targetScale, t, offset))
         }
+        if options.logits {
+            // The exponentials (kept for the element terms) in a loop of their own, as in
+            // sigmoidLoops.
+            for k in 0..<length { b.e[k] = R.exponentialOfNonPositive(-b.raw[k].magnitude) }
+        }
         if options.logits && bce && posWeight == 1 && smoothing == 0 && !masked {
             // The common case, the form below without the terms that are 0 and the flags
             // that are 1 here: the same values, fewer operations.
             for k in 0..<length {
                 let x = b.raw[k], t = b.t[k]
-                let (a, sigmoid, slope) = logistic(x)
-                b.e[k] = a
+                let (sigmoid, slope) = logistic(x, b.e[k])
                 let g = R.fusedMultiplyAdd(region(t, sigmoid), slope, elementScale * (sigmoid - t))
                 out.storeBytes(of: g + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         } else if options.logits {
             for k in 0..<length {
                 let x = b.raw[k], t = b.t[k]
-                let (a, sigmoid, slope) = logistic(x)
-                b.e[k] = a
+                let (sigmoid, slope) = logistic(x, b.e[k])
                 var g = region(t, sigmoid) * slope
                 if bce {
                     let ts = t * (1 - smoothing) + smoothing / 2
