@@ -128,10 +128,11 @@ extension Float: KernelReal {
     /// For x in [0, 1] (the kernels' use: e^-|logit|): log(u + c) with u = 1 + x rounded and
     /// its exact remainder c, where c·(2 - u) stands in for c / u (|c| is below half an ulp
     /// of u, so the difference stays below a tenth of an ulp of the result): no division.
-    /// logApprox(u, remainder: c) with logApprox's test for u = 0 left out: u >= 1 here.
+    /// logApprox(u, remainder: c) without logApprox's test for u = 0 and its scaling of
+    /// subnormals: u is in [1, 2] here.
     @inline(__always) static func logOnePlus(_ x: Float) -> Float {
         let u = 1 + x
-        return multiplyAdd((1 - u) + x, 2 - u, logOfPositive(u))
+        return multiplyAdd((1 - u) + x, 2 - u, logOfNormal(u, exponentBias: 0))
     }
     @inline(__always) static func orBits(_ x: Float) -> UInt32 { x.bitPattern }
     @inline(__always) static func unitIntervalBits(_ x: Float) -> UInt32 { (x + 0).bitPattern }
@@ -431,6 +432,14 @@ private func sigmoidLoops<R: KernelReal>(
     return largest >= R.infinityBits
 }
 
+/// max(-x, 0), +0 for x = ±0 and NaN: the value of x < 0 ? -x : 0, as one maximum (x86's
+/// max returns its second operand unless the first is greater).
+@inline(__always)
+private func negativePart<R: KernelReal>(_ x: R) -> R {
+    let negated = -x
+    return negated > 0 ? negated : 0
+}
+
 /// The sum of a staged block's element terms, in the computation type's 16 lanes; the same
 /// arithmetic for the statistics and the gradient kernel, so both give the same bits. With
 /// logits, `e` holds e^-|x| on entry (both kernels compute it for the sigmoid).
@@ -445,14 +454,14 @@ private func blockElementSum<R: KernelReal>(
         // the same values, fewer operations.
         for k in 0..<padded {
             let x = b.raw[k]
-            let softplus = R.logOnePlus(b.e[k]) + (x < 0 ? -x : 0)
+            let softplus = R.logOnePlus(b.e[k]) + negativePart(x)
             b.e[k] = (1 - b.t[k]) * x + softplus
         }
     } else if logits {
         for k in 0..<padded {
             let x = b.raw[k], a = b.e[k]
             let ts = b.t[k] * (1 - smoothing) + smoothing / 2
-            let softplus = R.logOnePlus(a) + (x < 0 ? -x : 0)
+            let softplus = R.logOnePlus(a) + negativePart(x)
             let term = (1 - ts) * x + (1 + (posWeight - 1) * ts) * softplus
             b.e[k] = term * b.m[k]
         }
