@@ -124,19 +124,27 @@ public func log1pApprox(_ y: Float) -> Float {
 @inline(__always)
 public func expApprox(_ x: Float) -> Float {
     let high: Float = 88.8
-    return expBelowHighClamp(x > high ? high : x)  // NaN passes the test and stays NaN
+    let (er, n) = expReduced(x > high ? high : x)  // NaN passes the test and stays NaN
+    // 2^n in two halves, so that neither overflows nor underflows before the last product.
+    let half = n >> 1
+    let firstScale = Float(bitPattern: UInt32(bitPattern: (half &+ 127) << 23))
+    let secondScale = Float(bitPattern: UInt32(bitPattern: (n &- half &+ 127) << 23))
+    return er * firstScale * secondScale
 }
 
-/// e^x for x <= 0 (and NaN), as the sigmoid needs it (e^-|x|): expApprox without the upper
-/// clamp, which such x never reach, so the same bits with two operations fewer.
+/// e^x for x <= 0 (and NaN), as the sigmoid needs it (e^-|x|): expApprox, bit for bit, with
+/// fewer operations. Such x never reach its upper clamp, and n <= 0, so 2^n is applied as
+/// 2^(n + 64), a normal float for every n down to -150 (the product with it is exact), and
+/// then 2^-64, whose product rounds once, as expApprox's second scaling does.
 @inline(__always)
 public func expOfNonPositiveApprox(_ x: Float) -> Float {
-    expBelowHighClamp(x)
+    let (er, n) = expReduced(x)
+    return er * Float(bitPattern: UInt32(bitPattern: (n &+ 64 &+ 127) << 23)) * 0x1p-64
 }
 
-/// expApprox for x <= 88.8 or NaN.
+/// e^r for x = n ln 2 + r, and n, for x <= 88.8 or NaN (clamped below at -104).
 @inline(__always)
-private func expBelowHighClamp(_ x: Float) -> Float {
+private func expReduced(_ x: Float) -> (er: Float, n: Int32) {
     let low: Float = -104
     let clamped = x < low ? low : x    // NaN passes the test and stays NaN
     let magic: Float = 12_582_912      // 1.5 * 2^23: adding it rounds to an integer
@@ -151,11 +159,7 @@ private func expBelowHighClamp(_ x: Float) -> Float {
     p = multiplyAdd(p, r, 4.1665795894e-2)
     p = multiplyAdd(p, r, 1.6666665459e-1)
     p = multiplyAdd(p, r, 5.0000001201e-1)
-    let er = multiplyAdd(p, r * r, r) + 1
-    let half = nBits >> 1
-    let firstScale = Float(bitPattern: UInt32(bitPattern: (half &+ 127) << 23))
-    let secondScale = Float(bitPattern: UInt32(bitPattern: (nBits &- half &+ 127) << 23))
-    return er * firstScale * secondScale
+    return (multiplyAdd(p, r * r, r) + 1, nBits)
 }
 
 /// 1 / (1 + e^-x): 0 and 1 at the far ends, NaN for NaN.
