@@ -333,7 +333,7 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         // loaded and a computed 1 - p at each step (which LLVM compiles to lane shuffles).
         // The common cases do without the sums they do not need: SQ (only squared forms and
         // the sums outputs use it) and the valid count (without a mask, the element count).
-        if squaredError || masked {
+        if squaredError {
             let logits = options.logits
             var k = 0
             while k < padded {
@@ -356,26 +356,12 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
                 valid += UnsafeRawPointer(b.m + k).loadUnaligned(as: SIMD16<R>.self)
                 k &+= 16
             }
-        } else if options.logits {
-            var k = 0
-            while k < padded {
-                let pv = UnsafeRawPointer(b.p + k).loadUnaligned(as: SIMD16<R>.self)
-                let tv = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
-                let qv = UnsafeRawPointer(b.q + k).loadUnaligned(as: SIMD16<R>.self)
-                tp += pv * tv
-                fp += pv * (1 - tv)
-                fn += qv * tv
-                k &+= 16
-            }
         } else {
-            var k = 0
-            while k < padded {
-                let pv = UnsafeRawPointer(b.raw + k).loadUnaligned(as: SIMD16<R>.self)
-                let tv = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
-                tp += pv * tv
-                fp += pv * (1 - tv)
-                fn += (1 - pv) * tv
-                k &+= 16
+            switch (options.logits, masked) {
+            case (true, true): blockSums(b, padded, &tp, &fp, &fn, &valid, logits: true, countValid: true)
+            case (true, false): blockSums(b, padded, &tp, &fp, &fn, &valid, logits: true, countValid: false)
+            case (false, true): blockSums(b, padded, &tp, &fp, &fn, &valid, logits: false, countValid: true)
+            case (false, false): blockSums(b, padded, &tp, &fp, &fn, &valid, logits: false, countValid: false)
             }
         }
         tpSum += R.widen(tp)
@@ -397,6 +383,33 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     sums.invalidTarget = badTarget
     sums.softTargets = softTargets
     return sums
+}
+
+/// Adds a staged block's TP, FP and FN to the lanes (and with `countValid`, its valid flags):
+/// the statistics loop of the forms without SQ. With logits, 1 - p is the loaded q.
+@inline(__always)
+private func blockSums<R: KernelReal>(
+    _ b: BlockBuffers<R>, _ padded: Int, _ tp: inout SIMD16<R>, _ fp: inout SIMD16<R>,
+    _ fn: inout SIMD16<R>, _ valid: inout SIMD16<R>, logits: Bool, countValid: Bool
+) {
+    var k = 0
+    while k < padded {
+        let tv = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
+        if logits {
+            let pv = UnsafeRawPointer(b.p + k).loadUnaligned(as: SIMD16<R>.self)
+            let qv = UnsafeRawPointer(b.q + k).loadUnaligned(as: SIMD16<R>.self)
+            tp += pv * tv
+            fp += pv * (1 - tv)
+            fn += qv * tv
+        } else {
+            let pv = UnsafeRawPointer(b.raw + k).loadUnaligned(as: SIMD16<R>.self)
+            tp += pv * tv
+            fp += pv * (1 - tv)
+            fn += (1 - pv) * tv
+        }
+        if countValid { valid += UnsafeRawPointer(b.m + k).loadUnaligned(as: SIMD16<R>.self) }
+        k &+= 16
+    }
 }
 
 /// Fills e with e^-|x|, and p = sigmoid(x) and q = sigmoid(-x) (times the valid flag with
@@ -449,13 +462,21 @@ private func blockElementSum<R: KernelReal>(
     _ b: BlockBuffers<R>, _ padded: Int, _ logits: Bool, _ posWeight: R, _ smoothing: R,
     useMask: Bool, hardTargets: Bool
 ) -> SIMD16<R> {
-    if logits && posWeight == 1 && smoothing == 0 && !useMask {
-        // The form below without the factors that are 1 here (every flag, 1 + (w - 1)ts):
-        // the same values, fewer operations.
-        for k in 0..<padded {
-            let x = b.raw[k]
-            let softplus = R.logOnePlus(b.e[k]) + negativePart(x)
-            b.e[k] = (1 - b.t[k]) * x + softplus
+    if logits && posWeight == 1 && smoothing == 0 {
+        // The form below without the factors that are 1 here (1 + (w - 1)ts, and the flags
+        // without a mask): the same values, fewer operations.
+        if useMask {
+            for k in 0..<padded {
+                let x = b.raw[k]
+                let softplus = R.logOnePlus(b.e[k]) + negativePart(x)
+                b.e[k] = ((1 - b.t[k]) * x + softplus) * b.m[k]
+            }
+        } else {
+            for k in 0..<padded {
+                let x = b.raw[k]
+                let softplus = R.logOnePlus(b.e[k]) + negativePart(x)
+                b.e[k] = (1 - b.t[k]) * x + softplus
+            }
         }
     } else if logits {
         for k in 0..<padded {
@@ -550,14 +571,28 @@ private func runGradient<R: KernelReal, T: StoredElement>(
             // sigmoidLoops.
             for k in 0..<length { b.e[k] = R.exponentialOfNonPositive(-b.raw[k].magnitude) }
         }
-        if options.logits && bce && posWeight == 1 && smoothing == 0 && !masked {
-            // The common case, the form below without the terms that are 0 and the flags
-            // that are 1 here: the same values, fewer operations.
+        // The common cases, the forms below without the terms that are 0 and the factors
+        // that are 1 here (and without the flags when there is no mask): the same values,
+        // fewer operations.
+        @inline(__always) func plainLogitsGradient(_ k: Int) -> R {
+            let x = b.raw[k], t = b.t[k]
+            let (sigmoid, slope) = logistic(x, b.e[k])
+            return R.fusedMultiplyAdd(region(t, sigmoid), slope, elementScale * (sigmoid - t))
+        }
+        @inline(__always) func plainGradient(_ k: Int) -> R {
+            let p = b.raw[k], t = b.t[k]
+            let variance = p * (1 - p)
+            let derivative = (p - t) / (variance > 1e-12 ? variance : 1e-12)
+            return R.fusedMultiplyAdd(elementScale, derivative, region(t, p))
+        }
+        let plain = bce && posWeight == 1 && smoothing == 0
+        if options.logits && plain && masked {
             for k in 0..<length {
-                let x = b.raw[k], t = b.t[k]
-                let (sigmoid, slope) = logistic(x, b.e[k])
-                let g = R.fusedMultiplyAdd(region(t, sigmoid), slope, elementScale * (sigmoid - t))
-                out.storeBytes(of: g + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+                out.storeBytes(of: plainLogitsGradient(k) * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+            }
+        } else if options.logits && plain {
+            for k in 0..<length {
+                out.storeBytes(of: plainLogitsGradient(k) + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         } else if options.logits {
             for k in 0..<length {
@@ -572,15 +607,13 @@ private func runGradient<R: KernelReal, T: StoredElement>(
                 }
                 out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
-        } else if bce && posWeight == 1 && smoothing == 0 && !masked {
-            // The common case, the form below without the terms that are 0 and the flags
-            // that are 1 here: the same values, fewer operations.
+        } else if plain && masked {
             for k in 0..<length {
-                let p = b.raw[k], t = b.t[k]
-                let variance = p * (1 - p)
-                let derivative = (p - t) / (variance > 1e-12 ? variance : 1e-12)
-                let g = R.fusedMultiplyAdd(elementScale, derivative, region(t, p))
-                out.storeBytes(of: g + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+                out.storeBytes(of: plainGradient(k) * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+            }
+        } else if plain {
+            for k in 0..<length {
+                out.storeBytes(of: plainGradient(k) + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         } else if bce {
             for k in 0..<length {
