@@ -161,7 +161,10 @@ public struct GeneralLoss: Sendable {
         let plan = WorkPlan(shape: shape, sameSegment: { a, b in segment(ofRun: a) == segment(ofRun: b) })
         var totals = [KernelSums](repeating: KernelSums(), count: segmentCount)
         let perItem = plan.maximumRecordsPerItem
-        let roundLength = max(1, min(ChunkPlan.roundLength, 8192 / perItem))
+        // At most 1024 records (about 64 KB with their segments): glibc serves that from its
+        // heap, while a larger block would be mapped and unmapped at every call, its pages
+        // faulted in anew each time.
+        let roundLength = max(1, min(ChunkPlan.roundLength, 1024 / perItem))
         let records = UnsafeMutablePointer<KernelSums>.allocate(capacity: roundLength * perItem)
         let recordSegments = UnsafeMutablePointer<Int>.allocate(capacity: roundLength * perItem)
         let recordCounts = UnsafeMutablePointer<Int>.allocate(capacity: roundLength)
