@@ -80,9 +80,10 @@ protocol KernelReal: BinaryFloatingPoint, SIMDScalar, Codable, StoredElement {
     /// whether every element is in range: an integer maximum, which LLVM vectorizes.
     static func unitIntervalBits(_ x: Self) -> Bits
     static var oneBits: Bits { get }
-    /// The bits of |x|: below `infinityBits` exactly when x is finite (NaN is above).
-    static func magnitudeBits(_ x: Self) -> Bits
-    static var infinityBits: Bits { get }
+    /// The bits of a non-positive y = -|x|, as an unsigned integer: below
+    /// `negativeInfinityBits` exactly when x is finite (every NaN with the sign set is above).
+    static func bits(ofNonPositive y: Self) -> Bits
+    static var negativeInfinityBits: Bits { get }
     /// The lanes' pairwise sums (lane i and lane i + 8) in double.
     static func widen(_ lanes: SIMD16<Self>) -> SIMD8<Double>
 }
@@ -137,8 +138,8 @@ extension Float: KernelReal {
     @inline(__always) static func orBits(_ x: Float) -> UInt32 { x.bitPattern }
     @inline(__always) static func unitIntervalBits(_ x: Float) -> UInt32 { (x + 0).bitPattern }
     static var oneBits: UInt32 { Float(1).bitPattern }
-    @inline(__always) static func magnitudeBits(_ x: Float) -> UInt32 { x.magnitude.bitPattern }
-    static var infinityBits: UInt32 { Float.infinity.bitPattern }
+    @inline(__always) static func bits(ofNonPositive y: Float) -> UInt32 { y.bitPattern }
+    static var negativeInfinityBits: UInt32 { (-Float.infinity).bitPattern }
     @inline(__always) static func widen(_ lanes: SIMD16<Float>) -> SIMD8<Double> {
         // Lane by lane with constant indices, which LLVM turns into one vector conversion
         // (the generic SIMD8<Double>(SIMD8<Float>) initializer can stay an out-of-line call).
@@ -177,8 +178,8 @@ extension Double: KernelReal {
     }
     @inline(__always) static func unitIntervalBits(_ x: Double) -> UInt64 { (x + 0).bitPattern }
     static var oneBits: UInt64 { Double(1).bitPattern }
-    @inline(__always) static func magnitudeBits(_ x: Double) -> UInt64 { x.magnitude.bitPattern }
-    static var infinityBits: UInt64 { Double.infinity.bitPattern }
+    @inline(__always) static func bits(ofNonPositive y: Double) -> UInt64 { y.bitPattern }
+    static var negativeInfinityBits: UInt64 { (-Double.infinity).bitPattern }
     @inline(__always) static func widen(_ lanes: SIMD16<Double>) -> SIMD8<Double> {
         lanes.lowHalf + lanes.highHalf
     }
@@ -426,12 +427,12 @@ private func sigmoidLoops<R: KernelReal>(
     var largest: R.Bits = 0
     var largestTarget = targetBits
     for k in 0..<padded {
-        let x = b.raw[k]
-        let bits = R.magnitudeBits(x)
+        let negativeMagnitude = -b.raw[k].magnitude
+        let bits = R.bits(ofNonPositive: negativeMagnitude)
         largest = bits > largest ? bits : largest
         let y = R.unitIntervalBits(b.t[k])
         largestTarget = y > largestTarget ? y : largestTarget
-        b.e[k] = R.exponentialOfNonPositive(-x.magnitude)
+        b.e[k] = R.exponentialOfNonPositive(negativeMagnitude)
     }
     for k in 0..<padded {
         let x = b.raw[k], a = b.e[k]
@@ -442,7 +443,7 @@ private func sigmoidLoops<R: KernelReal>(
         b.q[k] = useMask ? q * b.m[k] : q
     }
     targetBits = largestTarget
-    return largest >= R.infinityBits
+    return largest >= R.negativeInfinityBits
 }
 
 /// max(-x, 0), +0 for x = ±0 and NaN: the value of x < 0 ? -x : 0, as one maximum (x86's
