@@ -50,6 +50,7 @@ W_BCE, W_DICE, SMOOTH = 0.5, 0.5, 1.0
 C_BUDGET, C_BUDGET_QUICK = 0.2, 0.05
 PY_BUDGET, PY_BUDGET_QUICK = 0.6, 0.15
 PY_MIN_REPS = 3
+OVERHEAD_BATCHES = 21
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -483,9 +484,11 @@ def main():
             assert raw() == 0
             wrapped = lambda: binding(pred, target)
             # Interleaved, so drift on a shared machine hits both alike; the best batch of
-            # each, as other processes can only add time.
+            # each, as other processes can only add time. At 65,536 elements a call takes
+            # ~60 µs, so a few µs of the difference is noise unless enough batches are
+            # taken for both minimums to be clean.
             t_raw, t_binding = [], []
-            for _ in range(7):
+            for _ in range(OVERHEAD_BATCHES):
                 t_raw.append(time_batch(raw, calls))
                 t_binding.append(time_batch(wrapped, calls))
             overhead.append((n, min(t_binding), min(t_raw), in_c))
@@ -556,7 +559,7 @@ def main():
         log()
         log("Binding overhead per call (hard targets, 1 thread), µs: the binding vs the "
             "same C function called")
-        log("through ctypes with pre-made pointers, best of 7 interleaved batches (and, for "
+        log(f"through ctypes with pre-made pointers, best of {OVERHEAD_BATCHES} interleaved batches (and, for "
             "reference, the median call from C):")
         for n, t_binding, t_raw, in_c in overhead:
             log(f"  {n:>7,} elements: binding {t_binding * 1e6:8.2f}   ctypes direct "
