@@ -13,7 +13,8 @@ One run measures everything its ratios need, in one process tree:
   3. from this process: the seed's PyTorch code (DiceLoss / BCEDiceLoss, forward +
      .backward()), a plain numpy BCEDice loss+gradient, and segloss through the Python
      binding (segloss.bce_dice_loss_and_grad);
-  4. the binding's overhead per call against a direct ctypes call of the same C function;
+  4. the binding's overhead per call, writing into a preallocated out= as the C call writes
+     into the caller's memory, against a direct ctypes call of the same C function;
   5. peak memory: the RSS growth of one fused call, in fresh child processes.
 
 It prints a table and a summary of the performance targets (PASS/MISS; the benchmark always
@@ -50,6 +51,9 @@ W_BCE, W_DICE, SMOOTH = 0.5, 0.5, 1.0
 C_BUDGET, C_BUDGET_QUICK = 0.2, 0.05
 PY_BUDGET, PY_BUDGET_QUICK = 0.6, 0.15
 PY_MIN_REPS = 3
+# The binding, numpy and torch are timed in turn, in this many rounds, their samples pooled:
+# a slow moment of the machine then falls on all three rather than on one of them.
+PY_ROUNDS = 4
 OVERHEAD_BATCHES = 21
 
 
@@ -100,12 +104,14 @@ def run_binary(*args):
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
-def time_calls(fn, budget_s, min_reps=PY_MIN_REPS, max_reps=20_000):
-    """Median and min seconds per call of fn(): warm-up, then one timed call after another."""
-    warm_end = time.perf_counter() + 0.1 * budget_s
-    fn()
-    while time.perf_counter() < warm_end:
+def call_samples(fn, budget_s, min_reps=PY_MIN_REPS, max_reps=20_000, warm=True):
+    """Nanoseconds of one timed call of fn() after another, for budget_s (and at least
+    min_reps calls), after a warm-up unless warm is False."""
+    if warm:
+        warm_end = time.perf_counter() + 0.1 * budget_s
         fn()
+        while time.perf_counter() < warm_end:
+            fn()
     samples = []
     start = time.perf_counter()
     while len(samples) < max_reps and (len(samples) < min_reps
@@ -113,6 +119,16 @@ def time_calls(fn, budget_s, min_reps=PY_MIN_REPS, max_reps=20_000):
         t0 = time.perf_counter_ns()
         fn()
         samples.append(time.perf_counter_ns() - t0)
+    return samples
+
+
+def time_calls(fn, budget_s, min_reps=PY_MIN_REPS, max_reps=20_000):
+    """Median and min seconds per call of fn(): warm-up, then one timed call after another."""
+    samples = call_samples(fn, budget_s, min_reps, max_reps)
+    return statistics.median(samples) * 1e-9, min(samples) * 1e-9
+
+
+def median_and_min(samples):
     return statistics.median(samples) * 1e-9, min(samples) * 1e-9
 
 
@@ -427,20 +443,7 @@ def main():
         pred, targets = inputs[n]
         for kind in KINDS:
             target = targets[kind]
-
-            if binding:
-                lib.segloss_set_num_threads(0)
-                grad = np.empty(n, np.float32)  # preallocated: a training loop reuses it
-                py["binding", n, kind, all_threads] = time_calls(
-                    lambda: binding(pred, target, out=grad), py_budget)
-                losses["binding", n, kind] = loss_of(binding(pred, target))
-
-            # numpy's element-wise operations always use one thread: measured once.
-            result = time_calls(lambda: numpy_bce_dice(pred, target), py_budget)
-            losses["numpy", n, kind] = numpy_bce_dice(pred, target)[0]
-            for threads in thread_settings:
-                py["numpy", n, kind, threads] = result
-
+            grad = np.empty(n, np.float32)  # preallocated: a training loop reuses it
             if torch_pack:
                 pred_t = torch.from_numpy(pred).requires_grad_()
                 target_t = torch.from_numpy(target)
@@ -451,9 +454,33 @@ def main():
                     loss.backward()
                     return loss
 
+            samples = {}  # who (and torch's threads) -> pooled samples of every round
+            share = py_budget / PY_ROUNDS
+            for round_index in range(PY_ROUNDS):
+                first = round_index == 0
+                reps = PY_MIN_REPS if first else 1
+                if binding:
+                    lib.segloss_set_num_threads(0)
+                    samples.setdefault("binding", []).extend(call_samples(
+                        lambda: binding(pred, target, out=grad), share, reps, warm=first))
+                # numpy's element-wise operations always use one thread: measured once.
+                samples.setdefault("numpy", []).extend(call_samples(
+                    lambda: numpy_bce_dice(pred, target), share, reps, warm=first))
+                if torch_pack:
+                    for threads in thread_settings:
+                        torch.set_num_threads(threads)
+                        samples.setdefault(("torch", threads), []).extend(call_samples(
+                            step, share, reps, warm=first))
+
+            if binding:
+                py["binding", n, kind, all_threads] = median_and_min(samples["binding"])
+                losses["binding", n, kind] = loss_of(binding(pred, target))
+            for threads in thread_settings:
+                py["numpy", n, kind, threads] = median_and_min(samples["numpy"])
+            losses["numpy", n, kind] = numpy_bce_dice(pred, target)[0]
+            if torch_pack:
                 for threads in thread_settings:
-                    torch.set_num_threads(threads)
-                    py["torch", n, kind, threads] = time_calls(step, py_budget)
+                    py["torch", n, kind, threads] = median_and_min(samples["torch", threads])
                 losses["torch", n, kind] = step().item()
     if torch_pack:
         torch.set_num_threads(torch_threads_before)
@@ -469,7 +496,10 @@ def main():
 
     # 4: the binding's overhead per call against the bare ctypes call, on 1 thread: the
     # overhead does not depend on it, and a 1-thread call varies least from call to call.
-    overhead = []  # (count, binding s, raw ctypes s, C program s)
+    # The binding writes into a preallocated array (out=), as the C call does: the target
+    # is about what the binding adds, not about allocating the result. The call that
+    # allocates its result is timed beside it, for reference.
+    overhead = []  # (count, binding s, raw ctypes s, C program s, binding allocating s)
     if binding:
         phases.start(OVERHEAD_PHASE)
         lib.segloss_set_num_threads(1)
@@ -482,16 +512,19 @@ def main():
             p_ptr, t_ptr, g_ptr = pred.ctypes.data, target.ctypes.data, grad.ctypes.data
             raw = lambda: raw_fb(p_ptr, t_ptr, n, W_BCE, W_DICE, SMOOTH, loss_ref, g_ptr)
             assert raw() == 0
-            wrapped = lambda: binding(pred, target)
+            out = np.empty(n, np.float32)
+            wrapped = lambda: binding(pred, target, out=out)
+            allocating = lambda: binding(pred, target)
             # Interleaved, so drift on a shared machine hits both alike; the best batch of
             # each, as other processes can only add time. At 65,536 elements a call takes
             # ~60 µs, so a few µs of the difference is noise unless enough batches are
             # taken for both minimums to be clean.
-            t_raw, t_binding = [], []
+            t_raw, t_binding, t_allocating = [], [], []
             for _ in range(OVERHEAD_BATCHES):
                 t_raw.append(time_batch(raw, calls))
                 t_binding.append(time_batch(wrapped, calls))
-            overhead.append((n, min(t_binding), min(t_raw), in_c))
+                t_allocating.append(time_batch(allocating, calls))
+            overhead.append((n, min(t_binding), min(t_raw), in_c, min(t_allocating)))
         lib.segloss_set_num_threads(0)
 
     # 5: peak memory of one fused call, each in a fresh child process.
@@ -557,14 +590,15 @@ def main():
                              ms(numpy_s), ratio(numpy_s, b)])
         print_table(header, rows, "rlrrrrrr")
         log()
-        log("Binding overhead per call (hard targets, 1 thread), µs: the binding vs the "
-            "same C function called")
-        log(f"through ctypes with pre-made pointers, best of {OVERHEAD_BATCHES} interleaved batches (and, for "
-            "reference, the median call from C):")
-        for n, t_binding, t_raw, in_c in overhead:
+        log("Binding overhead per call (hard targets, 1 thread), µs: the binding writing into "
+            "a preallocated out= vs the same")
+        log(f"C function called through ctypes with pre-made pointers, best of {OVERHEAD_BATCHES} "
+            "interleaved batches (and, for reference,")
+        log("the median call from C, and the binding allocating its result):")
+        for n, t_binding, t_raw, in_c, t_allocating in overhead:
             log(f"  {n:>7,} elements: binding {t_binding * 1e6:8.2f}   ctypes direct "
                 f"{t_raw * 1e6:8.2f}   difference {(t_binding - t_raw) * 1e6:6.2f}   "
-                f"(from C {in_c * 1e6:8.2f})")
+                f"(from C {in_c * 1e6:8.2f}; allocating {t_allocating * 1e6:8.2f})")
     else:
         log(f"  skipped: {binding_note}")
     log()
@@ -680,7 +714,7 @@ def main():
     else:
         check(what, "not measured", "<= 150 µs", None)
 
-    for n, t_binding, t_raw, _ in overhead:
+    for n, t_binding, t_raw, _, _ in overhead:
         d = t_binding - t_raw
         check(f"binding overhead per call, {n:,} elements", f"{d * 1e6:.2f} µs", "<= 5 µs",
               d <= 5e-6, [OVERHEAD_PHASE], threads=1)
