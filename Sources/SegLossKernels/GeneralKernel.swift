@@ -335,34 +335,22 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         // The common cases do without the sums they do not need: SQ (only squared forms and
         // the sums outputs use it) and the valid count (without a mask, the element count).
         if squaredError {
-            let logits = options.logits
-            var k = 0
-            while k < padded {
-                let pv: SIMD16<R>, qv: SIMD16<R>
-                let tv = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
-                if logits {
-                    pv = UnsafeRawPointer(b.p + k).loadUnaligned(as: SIMD16<R>.self)
-                    qv = UnsafeRawPointer(b.q + k).loadUnaligned(as: SIMD16<R>.self)
-                } else {
-                    pv = UnsafeRawPointer(b.raw + k).loadUnaligned(as: SIMD16<R>.self)
-                    qv = 1 - pv
-                }
-                tp += pv * tv
-                fp += pv * (1 - tv)
-                fn += qv * tv
-                // p - t as (1 - t)p - t(1 - p): equal, and where t is near 1 (and so p, for a
-                // good prediction) it takes the precise 1 - p.
-                let d = (1 - tv) * pv - tv * qv
-                sq += d * d
-                valid += UnsafeRawPointer(b.m + k).loadUnaligned(as: SIMD16<R>.self)
-                k &+= 16
+            // The rarer forms in one loop each, the valid count with or without a mask.
+            if options.logits {
+                blockSums(b, padded, &tp, &fp, &fn, &sq, &valid, logits: true, squared: true, countValid: true)
+            } else {
+                blockSums(b, padded, &tp, &fp, &fn, &sq, &valid, logits: false, squared: true, countValid: true)
             }
         } else {
             switch (options.logits, masked) {
-            case (true, true): blockSums(b, padded, &tp, &fp, &fn, &valid, logits: true, countValid: true)
-            case (true, false): blockSums(b, padded, &tp, &fp, &fn, &valid, logits: true, countValid: false)
-            case (false, true): blockSums(b, padded, &tp, &fp, &fn, &valid, logits: false, countValid: true)
-            case (false, false): blockSums(b, padded, &tp, &fp, &fn, &valid, logits: false, countValid: false)
+            case (true, true):
+                blockSums(b, padded, &tp, &fp, &fn, &sq, &valid, logits: true, squared: false, countValid: true)
+            case (true, false):
+                blockSums(b, padded, &tp, &fp, &fn, &sq, &valid, logits: true, squared: false, countValid: false)
+            case (false, true):
+                blockSums(b, padded, &tp, &fp, &fn, &sq, &valid, logits: false, squared: false, countValid: true)
+            case (false, false):
+                blockSums(b, padded, &tp, &fp, &fn, &sq, &valid, logits: false, squared: false, countValid: false)
             }
         }
         tpSum += R.widen(tp)
@@ -386,27 +374,35 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     return sums
 }
 
-/// Adds a staged block's TP, FP and FN to the lanes (and with `countValid`, its valid flags):
-/// the statistics loop of the forms without SQ. With logits, 1 - p is the loaded q.
+/// Adds a staged block's TP, FP and FN to the lanes, with `squared` its SQ and with
+/// `countValid` its valid flags: the statistics pass's sums loop, one per constant set of
+/// flags (called with literals, so that no loop tests a flag at each step). With logits,
+/// 1 - p is the loaded q.
 @inline(__always)
 private func blockSums<R: KernelReal>(
     _ b: BlockBuffers<R>, _ padded: Int, _ tp: inout SIMD16<R>, _ fp: inout SIMD16<R>,
-    _ fn: inout SIMD16<R>, _ valid: inout SIMD16<R>, logits: Bool, countValid: Bool
+    _ fn: inout SIMD16<R>, _ sq: inout SIMD16<R>, _ valid: inout SIMD16<R>,
+    logits: Bool, squared: Bool, countValid: Bool
 ) {
     var k = 0
     while k < padded {
         let tv = UnsafeRawPointer(b.t + k).loadUnaligned(as: SIMD16<R>.self)
+        let pv: SIMD16<R>, qv: SIMD16<R>
         if logits {
-            let pv = UnsafeRawPointer(b.p + k).loadUnaligned(as: SIMD16<R>.self)
-            let qv = UnsafeRawPointer(b.q + k).loadUnaligned(as: SIMD16<R>.self)
-            tp += pv * tv
-            fp += pv * (1 - tv)
-            fn += qv * tv
+            pv = UnsafeRawPointer(b.p + k).loadUnaligned(as: SIMD16<R>.self)
+            qv = UnsafeRawPointer(b.q + k).loadUnaligned(as: SIMD16<R>.self)
         } else {
-            let pv = UnsafeRawPointer(b.raw + k).loadUnaligned(as: SIMD16<R>.self)
-            tp += pv * tv
-            fp += pv * (1 - tv)
-            fn += (1 - pv) * tv
+            pv = UnsafeRawPointer(b.raw + k).loadUnaligned(as: SIMD16<R>.self)
+            qv = 1 - pv
+        }
+        tp += pv * tv
+        fp += pv * (1 - tv)
+        fn += qv * tv
+        if squared {
+            // p - t as (1 - t)p - t(1 - p): equal, and where t is near 1 (and so p, for a
+            // good prediction) it takes the precise 1 - p.
+            let d = (1 - tv) * pv - tv * qv
+            sq += d * d
         }
         if countValid { valid += UnsafeRawPointer(b.m + k).loadUnaligned(as: SIMD16<R>.self) }
         k &+= 16
@@ -599,11 +595,12 @@ private func runGradient<R: KernelReal, T: StoredElement>(
             for k in 0..<length {
                 let x = b.raw[k], t = b.t[k]
                 let (sigmoid, slope) = logistic(x, b.e[k])
-                var g = region(t, sigmoid) * slope
+                let regionPart = region(t, sigmoid)
+                var g = regionPart * slope
                 if bce {
                     let ts = t * (1 - smoothing) + smoothing / 2
                     g = R.fusedMultiplyAdd(
-                        region(t, sigmoid), slope,
+                        regionPart, slope,
                         elementScale * ((sigmoid - ts) - (posWeight - 1) * ts * (1 - sigmoid)))
                 }
                 out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
