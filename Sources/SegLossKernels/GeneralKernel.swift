@@ -126,15 +126,7 @@ extension Float: KernelReal {
     @inline(__always) static func fusedMultiplyAdd(_ a: Float, _ b: Float, _ c: Float) -> Float {
         multiplyAdd(a, b, c)
     }
-    /// For x in [0, 1] (the kernels' use: e^-|logit|): log(u + c) with u = 1 + x rounded and
-    /// its exact remainder c, where c·(2 - u) stands in for c / u (|c| is below half an ulp
-    /// of u, so the difference stays below a tenth of an ulp of the result): no division.
-    /// logApprox(u, remainder: c) without logApprox's test for u = 0 and its scaling of
-    /// subnormals: u is in [1, 2] here.
-    @inline(__always) static func logOnePlus(_ x: Float) -> Float {
-        let u = 1 + x
-        return multiplyAdd((1 - u) + x, 2 - u, logOfNormal(u, exponentBias: 0))
-    }
+    @inline(__always) static func logOnePlus(_ x: Float) -> Float { log1pOfUnitApprox(x) }
     @inline(__always) static func orBits(_ x: Float) -> UInt32 { x.bitPattern }
     @inline(__always) static func unitIntervalBits(_ x: Float) -> UInt32 { (x + 0).bitPattern }
     static var oneBits: UInt32 { Float(1).bitPattern }

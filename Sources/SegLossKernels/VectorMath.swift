@@ -12,8 +12,9 @@
 //   logApprox:           at most 1 ulp over (0, 1]        (measured 0.92 baseline, 0.89 FMA)
 //   logOneMinusApprox:   at most 1.5 ulp over [0, 1)      (1.44)
 //   log1pApprox:         at most 1.5 ulp over [-1 + 2^-24, 2^30]   (1.44)
-//   expApprox:           at most 1.02 ulp over [-87.3, 88.7], normal results  (1.0103 FMA,
-//                        0.99 baseline); expOfNonPositiveApprox gives its bits for x <= 0
+//   expApprox:           at most 1.03 ulp over [-87.3, 88.7], normal results  (0.89 FMA,
+//                        1.022 baseline); expOfNonPositiveApprox gives its bits for x <= 0
+//   log1pOfUnitApprox:   at most 1.75 ulp over [0, 1]    (1.39 FMA, 1.72 baseline)
 //   sigmoidApprox:       at most 2.5 ulp over [-87, 87]   (2.48)
 // where an ulp is that of the float32 result. exp and sigmoid are for the logits forms of
 // the losses (sigmoid applied inside the loss).
@@ -115,11 +116,28 @@ public func log1pApprox(_ y: Float) -> Float {
     return logApprox(u) + c / safeU
 }
 
+/// log(1 + x) for x in [0, 1] (the logits forms' use: x = e^-|logit|): x + x²·Q(x), with Q a
+/// degree-8 minimax approximation of (log(1 + x) - x) / x² on [0, 1] (relative error
+/// 5·10^-9 before rounding). No exponent split and no remainder: about half the operations
+/// of log1pApprox, for the one range the softplus needs. 0 for 0, x itself for tiny x.
+@inline(__always)
+public func log1pOfUnitApprox(_ x: Float) -> Float {
+    var q: Float = -3.3184746280e-3
+    q = multiplyAdd(q, x, 2.0204594359e-2)
+    q = multiplyAdd(q, x, -5.7664461434e-2)
+    q = multiplyAdd(q, x, 1.0680557042e-1)
+    q = multiplyAdd(q, x, -1.5355397761e-1)
+    q = multiplyAdd(q, x, 1.9695401192e-1)
+    q = multiplyAdd(q, x, -2.4958588183e-1)
+    q = multiplyAdd(q, x, 3.3330512047e-1)
+    q = multiplyAdd(q, x, -4.9999931455e-1)
+    return multiplyAdd(x * x, q, x)
+}
+
 /// e^x for any float x: +inf above 88.72, 0 (through the subnormals) below -103.97, NaN for NaN.
 ///
-/// x = n ln 2 + r with |r| <= ln 2 / 2; e^r = 1 + r + r^2 P(r) with a degree-5 minimax P
-/// (Cephes' expf coefficients); 2^n is applied in two halves so no step overflows before the
-/// last multiplication. No float-to-integer conversion (which would trap on NaN): n is read
+/// x = n ln 2 + r with |r| <= ln 2 / 2; e^r a degree-6 minimax polynomial (see expReduced);
+/// 2^n is applied in two halves so no step overflows before the last multiplication. No float-to-integer conversion (which would trap on NaN): n is read
 /// from the bits of x·log2(e) + 1.5·2^23.
 @inline(__always)
 public func expApprox(_ x: Float) -> Float {
@@ -132,17 +150,24 @@ public func expApprox(_ x: Float) -> Float {
     return er * firstScale * secondScale
 }
 
-/// e^x for x <= 0 (and NaN), as the sigmoid needs it (e^-|x|): expApprox, bit for bit, with
-/// fewer operations. Such x never reach its upper clamp, and n <= 0, so 2^n is applied as
-/// 2^(n + 64), a normal float for every n down to -150 (the product with it is exact), and
-/// then 2^-64, whose product rounds once, as expApprox's second scaling does.
+/// e^x for x <= 0, as the sigmoid needs it (e^-|x|): expApprox, bit for bit, with fewer
+/// operations. Such x never reach its upper clamp, and n <= 0, so 2^n is applied as 2^(n + 64),
+/// added to the exponent bits of e^r (in [sqrt(1/2), sqrt(2)], so the result is a normal float
+/// for every n down to -150 and the product is exact), and then 2^-64, whose product rounds
+/// once, as expApprox's second scaling does. For NaN the result is unspecified (the integer
+/// addition can carry out of a NaN's exponent): the kernels reject non-finite logits.
 @inline(__always)
 public func expOfNonPositiveApprox(_ x: Float) -> Float {
     let (er, n) = expReduced(x)
-    return er * Float(bitPattern: UInt32(bitPattern: (n &+ 64 &+ 127) << 23)) * 0x1p-64
+    return Float(bitPattern: er.bitPattern &+ UInt32(bitPattern: (n &+ 64) << 23)) * 0x1p-64
 }
 
 /// e^r for x = n ln 2 + r, and n, for x <= 88.8 or NaN (clamped below at -104).
+///
+/// With FMA, e^r is one degree-6 minimax polynomial in Horner form (relative error 3·10^-9
+/// before rounding): each step one fused operation. Without FMA, where every step rounds
+/// twice, it is 1 + r + r^2 P(r) with P a degree-4 minimax polynomial (4·10^-9), whose small
+/// correction term keeps the rounding errors below an ulp.
 @inline(__always)
 private func expReduced(_ x: Float) -> (er: Float, n: Int32) {
     let low: Float = -104
@@ -153,13 +178,22 @@ private func expReduced(_ x: Float) -> (er: Float, n: Int32) {
     let nBits = Int32(bitPattern: shifted.bitPattern) &- Int32(bitPattern: magic.bitPattern)
     var r = multiplyAdd(n, -0.693359375, clamped)
     r = multiplyAdd(n, 2.12194440e-4, r)
-    var p: Float = 1.9875691500e-4
-    p = multiplyAdd(p, r, 1.3981999507e-3)
-    p = multiplyAdd(p, r, 8.3334519073e-3)
-    p = multiplyAdd(p, r, 4.1665795894e-2)
-    p = multiplyAdd(p, r, 1.6666665459e-1)
-    p = multiplyAdd(p, r, 5.0000001201e-1)
+    #if SEGLOSS_FMA || arch(arm64)
+    var p: Float = 0x1.6a23d0p-10
+    p = multiplyAdd(p, r, 0x1.123a20p-7)
+    p = multiplyAdd(p, r, 0x1.5558f2p-5)
+    p = multiplyAdd(p, r, 0x1.555492p-3)
+    p = multiplyAdd(p, r, 0x1.fffffcp-2)
+    p = multiplyAdd(p, r, 1)
+    return (multiplyAdd(p, r, 1), nBits)
+    #else
+    var p: Float = 0x1.6c351ep-10
+    p = multiplyAdd(p, r, 0x1.12472ap-7)
+    p = multiplyAdd(p, r, 0x1.55563ap-5)
+    p = multiplyAdd(p, r, 0x1.55547ep-3)
+    p = multiplyAdd(p, r, 0x1.fffffep-2)
     return (multiplyAdd(p, r * r, r) + 1, nBits)
+    #endif
 }
 
 /// 1 / (1 + e^-x): 0 and 1 at the far ends, NaN for NaN.

@@ -27,6 +27,7 @@ struct MathLevel: Sendable, CustomTestStringConvertible {
     var exp: @Sendable (Float) -> Float
     var expOfNonPositive: @Sendable (Float) -> Float
     var sigmoid: @Sendable (Float) -> Float
+    var log1pOfUnit: @Sendable (Float) -> Float
     /// Whether multiplyAdd is fused at this level (VectorMath claims a tighter log bound then).
     var hasFMA: Bool
 
@@ -44,7 +45,8 @@ struct MathLevel: Sendable, CustomTestStringConvertible {
             logWithRemainder: { SegLossKernels.logApprox($0, remainder: $1) },
             log1p: { SegLossKernels.log1pApprox($0) }, exp: { SegLossKernels.expApprox($0) },
             expOfNonPositive: { SegLossKernels.expOfNonPositiveApprox($0) },
-            sigmoid: { SegLossKernels.sigmoidApprox($0) }, hasFMA: baselineFMA)]
+            sigmoid: { SegLossKernels.sigmoidApprox($0) },
+            log1pOfUnit: { SegLossKernels.log1pOfUnitApprox($0) }, hasFMA: baselineFMA)]
         #if canImport(SegLossKernelsAVX2)
         levels.append(MathLevel(
             name: "avx2", log: { SegLossKernelsAVX2.logApprox($0) },
@@ -52,7 +54,8 @@ struct MathLevel: Sendable, CustomTestStringConvertible {
             logWithRemainder: { SegLossKernelsAVX2.logApprox($0, remainder: $1) },
             log1p: { SegLossKernelsAVX2.log1pApprox($0) }, exp: { SegLossKernelsAVX2.expApprox($0) },
             expOfNonPositive: { SegLossKernelsAVX2.expOfNonPositiveApprox($0) },
-            sigmoid: { SegLossKernelsAVX2.sigmoidApprox($0) }, hasFMA: true))
+            sigmoid: { SegLossKernelsAVX2.sigmoidApprox($0) },
+            log1pOfUnit: { SegLossKernelsAVX2.log1pOfUnitApprox($0) }, hasFMA: true))
         #endif
         #if canImport(SegLossKernelsAVX512)
         levels.append(MathLevel(
@@ -61,7 +64,8 @@ struct MathLevel: Sendable, CustomTestStringConvertible {
             logWithRemainder: { SegLossKernelsAVX512.logApprox($0, remainder: $1) },
             log1p: { SegLossKernelsAVX512.log1pApprox($0) }, exp: { SegLossKernelsAVX512.expApprox($0) },
             expOfNonPositive: { SegLossKernelsAVX512.expOfNonPositiveApprox($0) },
-            sigmoid: { SegLossKernelsAVX512.sigmoidApprox($0) }, hasFMA: true))
+            sigmoid: { SegLossKernelsAVX512.sigmoidApprox($0) },
+            log1pOfUnit: { SegLossKernelsAVX512.log1pOfUnitApprox($0) }, hasFMA: true))
         #endif
         return levels
     }()
