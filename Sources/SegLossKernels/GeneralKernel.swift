@@ -181,10 +181,10 @@ extension Double: KernelReal {
 
 /// The block buffers: the raw pred (logits or probabilities), p and 1 - p (for logits: the
 /// sigmoids of x and -x, so that 1 - p keeps its precision where p is near 1), t, the valid
-/// flag (1 or 0) and the element terms, each `kernelBlockLength` values.
+/// flag (1 or 0), e^-|x| (logits) and the element terms, each `kernelBlockLength` values.
 private struct BlockBuffers<R: KernelReal> {
     private(set) var raw, t: UnsafeMutablePointer<R>
-    let p, q, m, e: UnsafeMutablePointer<R>
+    let p, q, m, e, terms: UnsafeMutablePointer<R>
 
     init(_ base: UnsafeMutablePointer<R>) {
         raw = base
@@ -193,6 +193,7 @@ private struct BlockBuffers<R: KernelReal> {
         t = q + kernelBlockLength
         m = t + kernelBlockLength
         e = m + kernelBlockLength
+        terms = e + kernelBlockLength
     }
 
     /// The block's buffers with raw and t read from the caller's arrays themselves (never
@@ -202,7 +203,7 @@ private struct BlockBuffers<R: KernelReal> {
         raw = UnsafeMutablePointer(mutating: pred.assumingMemoryBound(to: R.self))
         t = UnsafeMutablePointer(mutating: target.assumingMemoryBound(to: R.self))
     }
-    static var capacity: Int { 6 * kernelBlockLength }
+    static var capacity: Int { 7 * kernelBlockLength }
 }
 
 /// Reads elements `start ..< start + length` of the run into `raw`, `t` and `m`, with zeros
@@ -444,13 +445,15 @@ private func negativePart<R: KernelReal>(_ x: R) -> R {
 
 /// The sum of a staged block's element terms, in the computation type's 16 lanes; the same
 /// arithmetic for the statistics and the gradient kernel, so both give the same bits. With
-/// logits, `e` holds e^-|x| on entry (both kernels compute it for the sigmoid).
+/// logits, `e` holds e^-|x| on entry (both kernels compute it for the sigmoid). The terms are
+/// written into `terms` and summed from there.
 /// `hardTargets`: every target is known to be 0 or 1, so the check for soft ones is skipped.
 @inline(__always)
 private func blockElementSum<R: KernelReal>(
     _ b: BlockBuffers<R>, _ padded: Int, _ logits: Bool, _ posWeight: R, _ smoothing: R,
     useMask: Bool, hardTargets: Bool
 ) -> SIMD16<R> {
+    let terms = b.terms
     if logits && posWeight == 1 && smoothing == 0 {
         // The form below without the factors that are 1 here (1 + (w - 1)ts, and the flags
         // without a mask): the same values, fewer operations.
@@ -458,13 +461,13 @@ private func blockElementSum<R: KernelReal>(
             for k in 0..<padded {
                 let x = b.raw[k]
                 let softplus = R.logOnePlus(b.e[k]) + negativePart(x)
-                b.e[k] = ((1 - b.t[k]) * x + softplus) * b.m[k]
+                terms[k] = ((1 - b.t[k]) * x + softplus) * b.m[k]
             }
         } else {
             for k in 0..<padded {
                 let x = b.raw[k]
                 let softplus = R.logOnePlus(b.e[k]) + negativePart(x)
-                b.e[k] = (1 - b.t[k]) * x + softplus
+                terms[k] = (1 - b.t[k]) * x + softplus
             }
         }
     } else if logits {
@@ -473,7 +476,7 @@ private func blockElementSum<R: KernelReal>(
             let ts = b.t[k] * (1 - smoothing) + smoothing / 2
             let softplus = R.logOnePlus(a) + negativePart(x)
             let term = (1 - ts) * x + (1 + (posWeight - 1) * ts) * softplus
-            b.e[k] = term * b.m[k]
+            terms[k] = term * b.m[k]
         }
     } else {
         // The OR of the bits of t(1 - t), 0 exactly when every t is 0 or 1. (An OR of 0/1
@@ -493,12 +496,12 @@ private func blockElementSum<R: KernelReal>(
             if posWeight == 1 {
                 for k in 0..<padded {
                     let positive = b.t[k] > 0.5
-                    b.e[k] = -R.clampedLogOfClass(b.raw[k], positive: positive)
+                    terms[k] = -R.clampedLogOfClass(b.raw[k], positive: positive)
                 }
             } else {
                 for k in 0..<padded {
                     let positive = b.t[k] > 0.5
-                    b.e[k] = -(positive ? posWeight : 1) * R.clampedLogOfClass(b.raw[k], positive: positive)
+                    terms[k] = -(positive ? posWeight : 1) * R.clampedLogOfClass(b.raw[k], positive: positive)
                 }
             }
         } else {
@@ -506,14 +509,14 @@ private func blockElementSum<R: KernelReal>(
                 let p = b.raw[k]
                 let ts = b.t[k] * (1 - smoothing) + smoothing / 2
                 let term = -(posWeight * ts * R.clampedLog(p) + (1 - ts) * R.clampedLogOneMinus(p))
-                b.e[k] = term * b.m[k]
+                terms[k] = term * b.m[k]
             }
         }
     }
     var sum = SIMD16<R>()
     var k = 0
     while k < padded {
-        sum += UnsafeRawPointer(b.e + k).loadUnaligned(as: SIMD16<R>.self)
+        sum += UnsafeRawPointer(terms + k).loadUnaligned(as: SIMD16<R>.self)
         k &+= 16
     }
     return sum
@@ -559,6 +562,15 @@ private func runGradient<R: KernelReal, T: StoredElement>(
             // The exponentials (kept for the element terms) in a loop of their own, as in
             // sigmoidLoops.
             for k in 0..<length { b.e[k] = R.exponentialOfNonPositive(-b.raw[k].magnitude) }
+        }
+        // The element terms before the gradient: the heavy loop is the one that first reads
+        // the block's memory, so the reads overlap its arithmetic, and the light gradient
+        // loop after it finds the block in cache.
+        if withElementSum {
+            for k in length..<padded { b.e[k] = 1 }  // e^-|0| for the padding's terms
+            elementSum += R.widen(blockElementSum(
+                b, padded, options.logits, posWeight, smoothing, useMask: masked || length != padded,
+                hardTargets: options.hardTargets))
         }
         // The common cases, the forms below without the terms that are 0 and the factors
         // that are 1 here (and without the flags when there is no mask): the same values,
@@ -621,13 +633,6 @@ private func runGradient<R: KernelReal, T: StoredElement>(
                 let g = region(t, p)
                 out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
-        }
-        // From the staged copies, so an in-place call's writes above change nothing here.
-        if withElementSum {
-            for k in length..<padded { b.e[k] = 1 }  // e^-|0| for the padding's terms
-            elementSum += R.widen(blockElementSum(
-                b, padded, options.logits, posWeight, smoothing, useMask: masked || length != padded,
-                hardTargets: options.hardTargets))
         }
     }
     return elementSum.sum()
