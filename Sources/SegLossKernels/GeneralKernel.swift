@@ -225,13 +225,17 @@ private func stage<R: KernelReal, P: StoredElement, T: StoredElement>(
         return BlockBuffers(b.raw, pred: pred, target: target)
     }
     if let mask = input.mask.map({ $0 + start }) {
+        // One loop per buffer: LLVM vectorizes a loop behind run-time checks that its stores
+        // overlap none of its loads, and gives up on a loop that would need more checks than
+        // its limit (three stores and three loads did, depending on the inlining around).
+        for k in 0..<length { b.m[k] = mask[k] != 0 ? 1 : 0 }
         for k in 0..<length {
-            let valid = mask[k] != 0
             let x = R.converting(pred.loadUnaligned(fromByteOffset: k &* MemoryLayout<P>.stride, as: P.self))
+            b.raw[k] = b.m[k] != 0 ? x : 0
+        }
+        for k in 0..<length {
             let y = R.converting(target.loadUnaligned(fromByteOffset: k &* MemoryLayout<T>.stride, as: T.self))
-            b.raw[k] = valid ? x : 0
-            b.t[k] = valid ? y : 0
-            b.m[k] = valid ? 1 : 0
+            b.t[k] = b.m[k] != 0 ? y : 0
         }
     } else {
         // m holds ones already (forEachRunBlock): only a run's short last block has padding.
@@ -459,24 +463,16 @@ private func blockElementSum<R: KernelReal>(
         // without a mask): the same values, fewer operations.
         if useMask {
             for k in 0..<padded {
-                let x = b.raw[k]
-                let softplus = R.logOnePlus(b.e[k]) + negativePart(x)
-                terms[k] = ((1 - b.t[k]) * x + softplus) * b.m[k]
+                terms[k] = logitsElementTerm(b.raw[k], b.t[k], b.e[k], posWeight, smoothing, lean: true) * b.m[k]
             }
         } else {
             for k in 0..<padded {
-                let x = b.raw[k]
-                let softplus = R.logOnePlus(b.e[k]) + negativePart(x)
-                terms[k] = (1 - b.t[k]) * x + softplus
+                terms[k] = logitsElementTerm(b.raw[k], b.t[k], b.e[k], posWeight, smoothing, lean: true)
             }
         }
     } else if logits {
         for k in 0..<padded {
-            let x = b.raw[k], a = b.e[k]
-            let ts = b.t[k] * (1 - smoothing) + smoothing / 2
-            let softplus = R.logOnePlus(a) + negativePart(x)
-            let term = (1 - ts) * x + (1 + (posWeight - 1) * ts) * softplus
-            terms[k] = term * b.m[k]
+            terms[k] = logitsElementTerm(b.raw[k], b.t[k], b.e[k], posWeight, smoothing, lean: false) * b.m[k]
         }
     } else {
         // The OR of the bits of t(1 - t), 0 exactly when every t is 0 or 1. (An OR of 0/1
@@ -513,10 +509,29 @@ private func blockElementSum<R: KernelReal>(
             }
         }
     }
+    return blockSum(terms, padded)
+}
+
+/// The element term of a logit x (with a = e^-|x|) and target t: BCE-with-logits,
+/// (1 - t)x + softplus(-x) = (1 - t)x + log(1 + e^-|x|) + max(-x, 0); with `lean` for
+/// pos_weight 1 and no label smoothing, else with both.
+@inline(__always)
+private func logitsElementTerm<R: KernelReal>(
+    _ x: R, _ t: R, _ a: R, _ posWeight: R, _ smoothing: R, lean: Bool
+) -> R {
+    let softplus = R.logOnePlus(a) + negativePart(x)
+    if lean { return (1 - t) * x + softplus }
+    let ts = t * (1 - smoothing) + smoothing / 2
+    return (1 - ts) * x + (1 + (posWeight - 1) * ts) * softplus
+}
+
+/// The sum of `padded` values (a multiple of 16) in 16 lanes.
+@inline(__always)
+private func blockSum<R: KernelReal>(_ values: UnsafeMutablePointer<R>, _ padded: Int) -> SIMD16<R> {
     var sum = SIMD16<R>()
     var k = 0
     while k < padded {
-        sum += UnsafeRawPointer(terms + k).loadUnaligned(as: SIMD16<R>.self)
+        sum += UnsafeRawPointer(values + k).loadUnaligned(as: SIMD16<R>.self)
         k &+= 16
     }
     return sum
@@ -563,13 +578,53 @@ private func runGradient<R: KernelReal, T: StoredElement>(
             // sigmoidLoops.
             for k in 0..<length { b.e[k] = R.exponentialOfNonPositive(-b.raw[k].magnitude) }
         }
+        let lean = posWeight == 1 && smoothing == 0
+        let plain = bce && lean
+        if withElementSum && options.logits {
+            // The element terms and the gradient in one loop: the terms' polynomial then runs
+            // while the gradient's stores wait for their cache lines. Each term as
+            // blockElementSum computes it (the statistics pass's bits); masked elements'
+            // terms times their flag 0, the padding's 0.
+            @inline(__always) func termsAndGradient(lean: Bool, plain: Bool, useMask: Bool) {
+                for k in 0..<length {
+                    let x = b.raw[k], t = b.t[k], a = b.e[k]
+                    let term = logitsElementTerm(x, t, a, posWeight, smoothing, lean: lean)
+                    let (sigmoid, slope) = logistic(x, a)
+                    let regionPart = region(t, sigmoid)
+                    var g: R
+                    if plain {
+                        g = R.fusedMultiplyAdd(regionPart, slope, elementScale * (sigmoid - t))
+                    } else {
+                        g = regionPart * slope
+                        if bce {
+                            let ts = t * (1 - smoothing) + smoothing / 2
+                            g = R.fusedMultiplyAdd(
+                                regionPart, slope,
+                                elementScale * ((sigmoid - ts) - (posWeight - 1) * ts * (1 - sigmoid)))
+                        }
+                    }
+                    b.terms[k] = useMask ? term * b.m[k] : term
+                    out.storeBytes(of: (useMask ? g * b.m[k] : g) + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+                }
+            }
+            switch (lean, plain, masked) {
+            case (true, true, true): termsAndGradient(lean: true, plain: true, useMask: true)
+            case (true, true, false): termsAndGradient(lean: true, plain: true, useMask: false)
+            case (true, false, true): termsAndGradient(lean: true, plain: false, useMask: true)
+            case (true, false, false): termsAndGradient(lean: true, plain: false, useMask: false)
+            case (false, _, true): termsAndGradient(lean: false, plain: false, useMask: true)
+            case (false, _, false): termsAndGradient(lean: false, plain: false, useMask: false)
+            }
+            for k in length..<padded { b.terms[k] = 0 }
+            elementSum += R.widen(blockSum(b.terms, padded))
+            return
+        }
         // The element terms before the gradient: the heavy loop is the one that first reads
         // the block's memory, so the reads overlap its arithmetic, and the light gradient
         // loop after it finds the block in cache.
         if withElementSum {
-            for k in length..<padded { b.e[k] = 1 }  // e^-|0| for the padding's terms
             elementSum += R.widen(blockElementSum(
-                b, padded, options.logits, posWeight, smoothing, useMask: masked || length != padded,
+                b, padded, false, posWeight, smoothing, useMask: masked || length != padded,
                 hardTargets: options.hardTargets))
         }
         // The common cases, the forms below without the terms that are 0 and the factors
@@ -586,7 +641,6 @@ private func runGradient<R: KernelReal, T: StoredElement>(
             let derivative = (p - t) / (variance > 1e-12 ? variance : 1e-12)
             return R.fusedMultiplyAdd(elementScale, derivative, region(t, p))
         }
-        let plain = bce && posWeight == 1 && smoothing == 0
         if options.logits && plain && masked {
             for k in 0..<length {
                 out.storeBytes(of: plainLogitsGradient(k) * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
