@@ -514,13 +514,15 @@ private func blockElementSum<R: KernelReal>(
 
 /// The element term of a logit x (with a = e^-|x|) and target t: BCE-with-logits,
 /// (1 - t)x + softplus(-x) = (1 - t)x + log(1 + e^-|x|) + max(-x, 0); with `lean` for
-/// pos_weight 1 and no label smoothing, else with both.
+/// pos_weight 1 and no label smoothing, else with both. The lean form is the same sum as
+/// max(x, 0) - t·x + log(1 + e^-|x|) (x + max(-x, 0) = max(x, 0)): a maximum and one
+/// multiply-add, exact for t = 0 or 1, before the log is added.
 @inline(__always)
 private func logitsElementTerm<R: KernelReal>(
     _ x: R, _ t: R, _ a: R, _ posWeight: R, _ smoothing: R, lean: Bool
 ) -> R {
+    if lean { return R.fusedMultiplyAdd(-t, x, x > 0 ? x : 0) + R.logOnePlus(a) }
     let softplus = R.logOnePlus(a) + negativePart(x)
-    if lean { return (1 - t) * x + softplus }
     let ts = t * (1 - smoothing) + smoothing / 2
     return (1 - ts) * x + (1 + (posWeight - 1) * ts) * softplus
 }
@@ -570,9 +572,13 @@ private func runGradient<R: KernelReal, T: StoredElement>(
         let out = grad + start &* MemoryLayout<R>.stride
         // The region term's derivative, targetScale·t + offset + predScale·p, in two
         // multiply-adds.
-        @inline(__always) func region(_ t: R, _ p: R) -> R {
-            R.fusedMultiplyAdd(predScale, p, R.fusedMultiplyAdd(targetScale, t, offset))
+        @inline(__always) func region(_ t: R, _ p: R, linear: Bool = false) -> R {
+            // `linear`: predScale is 0 (every form but the squared ones), and its product
+            // adds nothing (0·p + y is y; a zero's sign the final + 0 clears).
+            linear ? R.fusedMultiplyAdd(targetScale, t, offset)
+                : R.fusedMultiplyAdd(predScale, p, R.fusedMultiplyAdd(targetScale, t, offset))
         }
+        let linear = predScale == 0
         if options.logits {
             // The exponentials (kept for the element terms) in a loop of their own, as in
             // sigmoidLoops.
@@ -585,12 +591,12 @@ private func runGradient<R: KernelReal, T: StoredElement>(
             // while the gradient's stores wait for their cache lines. Each term as
             // blockElementSum computes it (the statistics pass's bits); masked elements'
             // terms times their flag 0, the padding's 0.
-            @inline(__always) func termsAndGradient(lean: Bool, plain: Bool, useMask: Bool) {
+            @inline(__always) func termsAndGradient(lean: Bool, plain: Bool, useMask: Bool, linear: Bool = false) {
                 for k in 0..<length {
                     let x = b.raw[k], t = b.t[k], a = b.e[k]
                     let term = logitsElementTerm(x, t, a, posWeight, smoothing, lean: lean)
                     let (sigmoid, slope) = logistic(x, a)
-                    let regionPart = region(t, sigmoid)
+                    let regionPart = region(t, sigmoid, linear: linear)
                     var g: R
                     if plain {
                         g = R.fusedMultiplyAdd(regionPart, slope, elementScale * (sigmoid - t))
@@ -608,6 +614,10 @@ private func runGradient<R: KernelReal, T: StoredElement>(
                 }
             }
             switch (lean, plain, masked) {
+            case (true, true, true) where linear:
+                termsAndGradient(lean: true, plain: true, useMask: true, linear: true)
+            case (true, true, false) where linear:
+                termsAndGradient(lean: true, plain: true, useMask: false, linear: true)
             case (true, true, true): termsAndGradient(lean: true, plain: true, useMask: true)
             case (true, true, false): termsAndGradient(lean: true, plain: true, useMask: false)
             case (true, false, true): termsAndGradient(lean: true, plain: false, useMask: true)
