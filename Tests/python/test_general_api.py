@@ -488,9 +488,11 @@ def test_scores_with_region_none_are_the_dice_index(kwargs):
 @needs_general_api
 @pytest.mark.parametrize("name", cases.CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_three_functions_agree_bitwise(name, dtype):
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (2, 3, 700)])  # one short block; two whole and a short one
+@pytest.mark.parametrize("mask_kind", ["element", "none"])
+def test_the_three_functions_agree_bitwise(name, dtype, shape, mask_kind):
     o = cases.options(name)
-    p, t, m = cases.inputs((2, 3, 5, 4), seed=6, input_kind=o.input, mask_kind="element", dtype=dtype)
+    p, t, m = cases.inputs(shape, seed=6, input_kind=o.input, mask_kind=mask_kind, dtype=dtype)
     value, grad, scores, sums = segloss.loss_and_grad(p, t, m, options=o, return_segments=True)
     value_f, scores_f, sums_f = segloss.loss(p, t, m, options=o, return_segments=True)
     assert value_f == value and segloss.loss(p, t, m, options=o) == value
