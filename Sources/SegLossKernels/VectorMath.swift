@@ -137,8 +137,9 @@ public func log1pOfUnitApprox(_ x: Float) -> Float {
 /// e^x for any float x: +inf above 88.72, 0 (through the subnormals) below -103.97, NaN for NaN.
 ///
 /// x = n ln 2 + r with |r| <= ln 2 / 2; e^r a degree-6 minimax polynomial (see expReduced);
-/// 2^n is applied in two halves so no step overflows before the last multiplication. No float-to-integer conversion (which would trap on NaN): n is read
-/// from the bits of x·log2(e) + 1.5·2^23.
+/// 2^n is applied in two halves so no step overflows before the last multiplication. No
+/// float-to-integer conversion (which would trap on NaN): n is read from the bits of
+/// x·log2(e) + 1.5·2^23.
 @inline(__always)
 public func expApprox(_ x: Float) -> Float {
     let high: Float = 88.8
