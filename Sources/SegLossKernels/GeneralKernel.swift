@@ -299,25 +299,12 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
                 invalidPred = sigmoidLoops(b, padded, &targetBits, useMask: false)
             }
         } else {
-            var predBits: R.Bits = 0
-            if findSoftTargets {
-                // With the OR of the bits of t(1 - t), 0 exactly when every t is 0 or 1.
-                var softBits: UInt32 = 0
-                for k in 0..<padded {
-                    let x = R.unitIntervalBits(b.raw[k]), y = b.t[k], bits = R.unitIntervalBits(y)
-                    predBits = x > predBits ? x : predBits
-                    targetBits = bits > targetBits ? bits : targetBits
-                    softBits |= R.orBits(y * (1 - y))
-                }
-                softTargets = softTargets || softBits != 0
-            } else {
-                for k in 0..<padded {
-                    let x = R.unitIntervalBits(b.raw[k]), y = R.unitIntervalBits(b.t[k])
-                    predBits = x > predBits ? x : predBits
-                    targetBits = y > targetBits ? y : targetBits
-                }
-            }
-            invalidPred = predBits > R.oneBits
+            let checks = findSoftTargets
+                ? rangeChecks(b, padded, findingSoftTargets: true)
+                : rangeChecks(b, padded, findingSoftTargets: false)
+            invalidPred = checks.pred > R.oneBits
+            targetBits = checks.target
+            softTargets = softTargets || checks.soft != 0
         }
         let elementLanes = options.bce
             ? blockElementSum(b, padded, options.logits, posWeight, smoothing,
@@ -369,6 +356,23 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     sums.invalidTarget = badTarget
     sums.softTargets = softTargets
     return sums
+}
+
+/// The largest `unitIntervalBits` of a staged block's probabilities and targets and, with
+/// `findingSoftTargets`, the OR of the bits of t(1 - t), 0 exactly when every t is 0 or 1
+/// (called with a literal, so that the loop without it does not test the flag).
+@inline(__always)
+private func rangeChecks<R: KernelReal>(
+    _ b: BlockBuffers<R>, _ padded: Int, findingSoftTargets: Bool
+) -> (pred: R.Bits, target: R.Bits, soft: UInt32) {
+    var predBits: R.Bits = 0, targetBits: R.Bits = 0, softBits: UInt32 = 0
+    for k in 0..<padded {
+        let x = R.unitIntervalBits(b.raw[k]), y = b.t[k], bits = R.unitIntervalBits(y)
+        predBits = x > predBits ? x : predBits
+        targetBits = bits > targetBits ? bits : targetBits
+        if findingSoftTargets { softBits |= R.orBits(y * (1 - y)) }
+    }
+    return (predBits, targetBits, softBits)
 }
 
 /// Adds a staged block's TP, FP and FN to the lanes, with `squared` its SQ and with
@@ -571,21 +575,32 @@ private func runGradient<R: KernelReal, T: StoredElement>(
         let offset = offset, predScale = predScale, elementScale = elementScale
         let out = grad + start &* MemoryLayout<R>.stride
         // The region term's derivative, targetScale·t + offset + predScale·p, in two
-        // multiply-adds.
+        // multiply-adds; with `linear` (predScale is 0: every form but the squared ones) in
+        // one, as its product adds nothing (0·p + y is y; a zero's sign the final + 0 clears).
         @inline(__always) func region(_ t: R, _ p: R, linear: Bool = false) -> R {
-            // `linear`: predScale is 0 (every form but the squared ones), and its product
-            // adds nothing (0·p + y is y; a zero's sign the final + 0 clears).
             linear ? R.fusedMultiplyAdd(targetScale, t, offset)
                 : R.fusedMultiplyAdd(predScale, p, R.fusedMultiplyAdd(targetScale, t, offset))
         }
         let linear = predScale == 0
+        let lean = posWeight == 1 && smoothing == 0
+        let plain = bce && lean
+        // The gradient of a logit x with a = e^-|x|; `plain` (BCE, weight 1, no smoothing)
+        // without the factors that are 1 and the terms that are 0: the same values, fewer
+        // operations.
+        @inline(__always) func logitsGradient(_ x: R, _ t: R, _ a: R, plain: Bool, linear: Bool = false) -> R {
+            let (sigmoid, slope) = logistic(x, a)
+            let regionPart = region(t, sigmoid, linear: linear)
+            if plain { return R.fusedMultiplyAdd(regionPart, slope, elementScale * (sigmoid - t)) }
+            guard bce else { return regionPart * slope }
+            let ts = t * (1 - smoothing) + smoothing / 2
+            return R.fusedMultiplyAdd(
+                regionPart, slope, elementScale * ((sigmoid - ts) - (posWeight - 1) * ts * (1 - sigmoid)))
+        }
         if options.logits {
             // The exponentials (kept for the element terms) in a loop of their own, as in
             // sigmoidLoops.
             for k in 0..<length { b.e[k] = R.exponentialOfNonPositive(-b.raw[k].magnitude) }
         }
-        let lean = posWeight == 1 && smoothing == 0
-        let plain = bce && lean
         if withElementSum && options.logits {
             // The element terms and the gradient in one loop: the terms' polynomial then runs
             // while the gradient's stores wait for their cache lines. Each term as
@@ -595,20 +610,7 @@ private func runGradient<R: KernelReal, T: StoredElement>(
                 for k in 0..<length {
                     let x = b.raw[k], t = b.t[k], a = b.e[k]
                     let term = logitsElementTerm(x, t, a, posWeight, smoothing, lean: lean)
-                    let (sigmoid, slope) = logistic(x, a)
-                    let regionPart = region(t, sigmoid, linear: linear)
-                    var g: R
-                    if plain {
-                        g = R.fusedMultiplyAdd(regionPart, slope, elementScale * (sigmoid - t))
-                    } else {
-                        g = regionPart * slope
-                        if bce {
-                            let ts = t * (1 - smoothing) + smoothing / 2
-                            g = R.fusedMultiplyAdd(
-                                regionPart, slope,
-                                elementScale * ((sigmoid - ts) - (posWeight - 1) * ts * (1 - sigmoid)))
-                        }
-                    }
+                    let g = logitsGradient(x, t, a, plain: plain, linear: linear)
                     b.terms[k] = useMask ? term * b.m[k] : term
                     out.storeBytes(of: (useMask ? g * b.m[k] : g) + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
                 }
@@ -640,11 +642,6 @@ private func runGradient<R: KernelReal, T: StoredElement>(
         // The common cases, the forms below without the terms that are 0 and the factors
         // that are 1 here (and without the flags when there is no mask): the same values,
         // fewer operations.
-        @inline(__always) func plainLogitsGradient(_ k: Int) -> R {
-            let x = b.raw[k], t = b.t[k]
-            let (sigmoid, slope) = logistic(x, b.e[k])
-            return R.fusedMultiplyAdd(region(t, sigmoid), slope, elementScale * (sigmoid - t))
-        }
         @inline(__always) func plainGradient(_ k: Int) -> R {
             let p = b.raw[k], t = b.t[k]
             let variance = p * (1 - p)
@@ -653,24 +650,17 @@ private func runGradient<R: KernelReal, T: StoredElement>(
         }
         if options.logits && plain && masked {
             for k in 0..<length {
-                out.storeBytes(of: plainLogitsGradient(k) * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+                let g = logitsGradient(b.raw[k], b.t[k], b.e[k], plain: true)
+                out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         } else if options.logits && plain {
             for k in 0..<length {
-                out.storeBytes(of: plainLogitsGradient(k) + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+                let g = logitsGradient(b.raw[k], b.t[k], b.e[k], plain: true)
+                out.storeBytes(of: g + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         } else if options.logits {
             for k in 0..<length {
-                let x = b.raw[k], t = b.t[k]
-                let (sigmoid, slope) = logistic(x, b.e[k])
-                let regionPart = region(t, sigmoid)
-                var g = regionPart * slope
-                if bce {
-                    let ts = t * (1 - smoothing) + smoothing / 2
-                    g = R.fusedMultiplyAdd(
-                        regionPart, slope,
-                        elementScale * ((sigmoid - ts) - (posWeight - 1) * ts * (1 - sigmoid)))
-                }
+                let g = logitsGradient(b.raw[k], b.t[k], b.e[k], plain: false)
                 out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
         } else if plain && masked {
