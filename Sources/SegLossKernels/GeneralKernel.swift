@@ -257,8 +257,13 @@ private func stage<R: KernelReal, P: StoredElement, T: StoredElement>(
 private func forEachRunBlock<R: KernelReal>(
     _ count: Int, _ body: (Int, Int, Int, BlockBuffers<R>) -> Void
 ) {
-    withUnsafeTemporaryAllocation(of: R.self, capacity: BlockBuffers<R>.capacity) { storage in
-        let buffers = BlockBuffers(storage.baseAddress!)
+    // On whole 64-byte lines: where the stack put them otherwise moved with the size of the
+    // process's environment, and a buffer vector that straddles two lines costs two loads or
+    // stores (the masked logits call ran 7% slower with them 16 bytes off).
+    withUnsafeTemporaryAllocation(
+        byteCount: BlockBuffers<R>.capacity &* MemoryLayout<R>.stride, alignment: 64
+    ) { storage in
+        let buffers = BlockBuffers(storage.baseAddress!.assumingMemoryBound(to: R.self))
         buffers.m.initialize(repeating: 1, count: kernelBlockLength)
         var start = 0
         while start < count {
