@@ -66,6 +66,9 @@ protocol KernelReal: BinaryFloatingPoint, SIMDScalar, Codable, StoredElement {
     static func clampedLogOfClass(_ p: Self, positive: Bool) -> Self
     /// e^x for x <= 0 (the kernels' use: e^-|logit|).
     static func exponentialOfNonPositive(_ x: Self) -> Self
+    /// A logit whose e^-|x| `exponentialOfNonPositive` gives as exactly 0 without a slow path
+    /// (see `stage(maskedLogits:)`), or nil.
+    static var maskedLogit: Self? { get }
     /// a·b + c, in one rounding where the CPU level has FMA (VectorMath's multiplyAdd).
     static func fusedMultiplyAdd(_ a: Self, _ b: Self, _ c: Self) -> Self
     /// log(1 + x) for x in [0, 1].
@@ -123,6 +126,8 @@ extension Float: KernelReal {
         return clampedLogApprox(positive ? p : u, remainder: positive ? 0 : (1 - u) - p)
     }
     @inline(__always) static func exponentialOfNonPositive(_ x: Float) -> Float { expOfNonPositiveApprox(x) }
+    /// expOfNonPositiveApprox is 0 below -87.34, with no subnormal arithmetic.
+    static var maskedLogit: Float? { -1000 }
     @inline(__always) static func fusedMultiplyAdd(_ a: Float, _ b: Float, _ c: Float) -> Float {
         multiplyAdd(a, b, c)
     }
@@ -157,6 +162,9 @@ extension Double: KernelReal {
         positive ? clampedLog(p) : clampedLogOneMinus(p)
     }
     @inline(__always) static func exponentialOfNonPositive(_ x: Double) -> Double { exp(x) }
+    /// None: the C library's exp reaches 0 through its underflow path, which costs tens of
+    /// nanoseconds an element (a subnormal product).
+    static var maskedLogit: Double? { nil }
     @inline(__always) static func fusedMultiplyAdd(_ a: Double, _ b: Double, _ c: Double) -> Double {
         #if SEGLOSS_FMA || arch(arm64)
         return c.addingProduct(a, b)
@@ -206,8 +214,16 @@ private struct BlockBuffers<R: KernelReal> {
     static var capacity: Int { 7 * kernelBlockLength }
 }
 
-/// Reads elements `start ..< start + length` of the run into `raw`, `t` and `m`, with zeros
-/// for masked elements and for the padding up to `padded` (a multiple of 16).
+/// Reads elements `start ..< start + length` of the run into `raw`, `t` and `m`: masked
+/// elements and the padding up to `padded` (a multiple of 16) get target 0, pred 0 and flag 0;
+/// with `maskedLogits`, pred `R.maskedLogit` and no flags (m is left as it is but for the
+/// padding's).
+///
+/// Every term that the lean logits forms (pos_weight 1, no label smoothing) compute of
+/// `R.maskedLogit` with target 0 is exactly 0, so they need no flags: its e^-|x| is 0, so
+/// sigmoid(x) = 0, sigma'(x) = 0 and log(1 + e^-|x|) = 0, and max(x, 0) - 0·x = 0. (The
+/// other forms' products with it could overflow for a huge pos_weight, and inf times a flag
+/// 0 is no 0: they keep pred 0 and the flags.)
 ///
 /// Every term of a zero element is finite, so the kernels drop masked elements by
 /// multiplying with m (+ 0, which turns a -0 into 0) rather than selecting: a select of a
@@ -215,12 +231,13 @@ private struct BlockBuffers<R: KernelReal> {
 @inline(__always)
 private func stage<R: KernelReal, P: StoredElement, T: StoredElement>(
     _ input: KernelInput, _ start: Int, _ length: Int, _ padded: Int, _ b: BlockBuffers<R>,
-    _: P.Type, _: T.Type, direct: Bool = true
+    _: P.Type, _: T.Type, maskedLogits: Bool, direct: Bool = true
 ) -> BlockBuffers<R> {
     let pred = input.pred + start &* MemoryLayout<P>.stride
     let target = input.target + start &* MemoryLayout<T>.stride
+    let fill: R = maskedLogits ? R.maskedLogit ?? 0 : 0
     // Arrays already in the computation type, with no mask, need no copy but for the short
-    // last block of a run (which is padded with zeros).
+    // last block of a run (which is padded).
     if direct && P.self == R.self && T.self == R.self && input.mask == nil && length == padded {
         return BlockBuffers(b.raw, pred: pred, target: target)
     }
@@ -228,14 +245,16 @@ private func stage<R: KernelReal, P: StoredElement, T: StoredElement>(
         // One loop per buffer: LLVM vectorizes a loop behind run-time checks that its stores
         // overlap none of its loads, and gives up on a loop that would need more checks than
         // its limit (three stores and three loads did, depending on the inlining around).
-        for k in 0..<length { b.m[k] = mask[k] != 0 ? 1 : 0 }
+        if !maskedLogits {
+            for k in 0..<length { b.m[k] = mask[k] != 0 ? 1 : 0 }
+        }
         for k in 0..<length {
             let x = R.converting(pred.loadUnaligned(fromByteOffset: k &* MemoryLayout<P>.stride, as: P.self))
-            b.raw[k] = b.m[k] != 0 ? x : 0
+            b.raw[k] = mask[k] != 0 ? x : fill
         }
         for k in 0..<length {
             let y = R.converting(target.loadUnaligned(fromByteOffset: k &* MemoryLayout<T>.stride, as: T.self))
-            b.t[k] = b.m[k] != 0 ? y : 0
+            b.t[k] = mask[k] != 0 ? y : 0
         }
     } else {
         // m holds ones already (forEachRunBlock): only a run's short last block has padding.
@@ -245,11 +264,19 @@ private func stage<R: KernelReal, P: StoredElement, T: StoredElement>(
         }
     }
     for k in length..<padded {
-        b.raw[k] = 0
+        b.raw[k] = fill
         b.t[k] = 0
         b.m[k] = 0
     }
     return BlockBuffers(b.raw)
+}
+
+/// The number of non-zero bytes of `mask[0 ..< length]`.
+@inline(__always)
+private func validCount(_ mask: UnsafePointer<UInt8>, _ length: Int) -> Int {
+    var count: UInt32 = 0
+    for k in 0..<length { count &+= UInt32(Swift.min(mask[k], 1)) }
+    return Int(count)
 }
 
 /// Calls `body(start, length, padded)` for each block of the run, with the block buffers.
@@ -283,20 +310,25 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     let smoothing = R.fromDouble(options.labelSmoothing)
     // Double lanes, added to once per block and summed once per run.
     var tpSum = SIMD8<Double>(), fpSum = SIMD8<Double>(), fnSum = SIMD8<Double>()
-    var sqSum = SIMD8<Double>(), elementSum = SIMD8<Double>(), validSum = SIMD8<Double>()
-    var badPred = false, badTarget = false, softTargets = false
+    var sqSum = SIMD8<Double>(), elementSum = SIMD8<Double>()
+    var badPred = false, badTarget = false, softTargets = false, validElements = 0
     let squaredError = options.squaredError, masked = input.mask != nil
     let findSoftTargets = options.findSoftTargets
+    // The lean logits forms need no valid flags (see stage).
+    let leanLogits = options.logits && posWeight == 1 && smoothing == 0 && R.maskedLogit != nil
     forEachRunBlock(input.count) { (start, length, padded, buffers: BlockBuffers<R>) in
         // Every loop works on locals: the closure's parameters and captures live in memory,
         // which any store through a pointer might change as far as LLVM knows, so it would
         // reload them at each step and not vectorize the loop.
-        let b = stage(input, start, length, padded, buffers, R.self, T.self)
+        let b = stage(input, start, length, padded, buffers, R.self, T.self, maskedLogits: leanLogits)
         let posWeight = posWeight, smoothing = smoothing
+        if let mask = input.mask { validElements &+= validCount(mask + start, length) }
         // The range checks run inside the loops that read the block anyway.
         var invalidPred = false
         var targetBits: R.Bits = 0
-        if options.logits {
+        if leanLogits {
+            invalidPred = sigmoidLoops(b, padded, &targetBits, useMask: false)
+        } else if options.logits {
             // Two loops, one without the valid flags (a block with no masked or padding elements).
             if masked || length != padded {
                 invalidPred = sigmoidLoops(b, padded, &targetBits, useMask: true)
@@ -313,41 +345,25 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         }
         let elementLanes = options.bce
             ? blockElementSum(b, padded, options.logits, posWeight, smoothing,
-                              useMask: masked || length != padded, hardTargets: false)
+                              useMask: !leanLogits && (masked || length != padded), hardTargets: false)
             : SIMD16<R>()
         badPred = badPred || invalidPred
         badTarget = badTarget || targetBits > R.oneBits
         var tp = SIMD16<R>(), fp = SIMD16<R>(), fn = SIMD16<R>(), sq = SIMD16<R>()
-        var valid = SIMD16<R>()
         // Separate loops for each case, so that no loop tests a flag or chooses between a
         // loaded and a computed 1 - p at each step (which LLVM compiles to lane shuffles).
-        // The common cases do without the sums they do not need: SQ (only squared forms and
-        // the sums outputs use it) and the valid count (without a mask, the element count).
-        if squaredError {
-            // The rarer forms in one loop each, the valid count with or without a mask.
-            if options.logits {
-                blockSums(b, padded, &tp, &fp, &fn, &sq, &valid, logits: true, squared: true, countValid: true)
-            } else {
-                blockSums(b, padded, &tp, &fp, &fn, &sq, &valid, logits: false, squared: true, countValid: true)
-            }
-        } else {
-            switch (options.logits, masked) {
-            case (true, true):
-                blockSums(b, padded, &tp, &fp, &fn, &sq, &valid, logits: true, squared: false, countValid: true)
-            case (true, false):
-                blockSums(b, padded, &tp, &fp, &fn, &sq, &valid, logits: true, squared: false, countValid: false)
-            case (false, true):
-                blockSums(b, padded, &tp, &fp, &fn, &sq, &valid, logits: false, squared: false, countValid: true)
-            case (false, false):
-                blockSums(b, padded, &tp, &fp, &fn, &sq, &valid, logits: false, squared: false, countValid: false)
-            }
+        // The common cases do without SQ (only squared forms and the sums outputs use it).
+        switch (options.logits, squaredError) {
+        case (true, true): blockSums(b, padded, &tp, &fp, &fn, &sq, logits: true, squared: true)
+        case (true, false): blockSums(b, padded, &tp, &fp, &fn, &sq, logits: true, squared: false)
+        case (false, true): blockSums(b, padded, &tp, &fp, &fn, &sq, logits: false, squared: true)
+        case (false, false): blockSums(b, padded, &tp, &fp, &fn, &sq, logits: false, squared: false)
         }
         tpSum += R.widen(tp)
         fpSum += R.widen(fp)
         fnSum += R.widen(fn)
         sqSum += R.widen(sq)
         elementSum += R.widen(elementLanes)
-        validSum += R.widen(valid)
     }
     var sums = KernelSums()
     sums.truePositive = tpSum.sum()
@@ -355,8 +371,8 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     sums.falseNegative = fnSum.sum()
     sums.squaredError = squaredError ? sqSum.sum() : 0
     sums.elementSum = elementSum.sum()
-    // Without a mask every element is valid (the lanes' count is the same integer, exactly).
-    sums.validCount = masked ? validSum.sum() : Double(input.count)
+    // Without a mask every element is valid.
+    sums.validCount = Double(masked ? validElements : input.count)
     sums.invalidPred = badPred
     sums.invalidTarget = badTarget
     sums.softTargets = softTargets
@@ -380,15 +396,14 @@ private func rangeChecks<R: KernelReal>(
     return (predBits, targetBits, softBits)
 }
 
-/// Adds a staged block's TP, FP and FN to the lanes, with `squared` its SQ and with
-/// `countValid` its valid flags: the statistics pass's sums loop, one per constant set of
-/// flags (called with literals, so that no loop tests a flag at each step). With logits,
-/// 1 - p is the loaded q.
+/// Adds a staged block's TP, FP and FN to the lanes, and with `squared` its SQ: the
+/// statistics pass's sums loop, one per constant set of flags (called with literals, so that
+/// no loop tests a flag at each step). With logits, 1 - p is the loaded q. Masked elements
+/// and the padding (t = 0, and p = 0: staged so, or sigmoid(R.maskedLogit)) add 0 to each sum.
 @inline(__always)
 private func blockSums<R: KernelReal>(
     _ b: BlockBuffers<R>, _ padded: Int, _ tp: inout SIMD16<R>, _ fp: inout SIMD16<R>,
-    _ fn: inout SIMD16<R>, _ sq: inout SIMD16<R>, _ valid: inout SIMD16<R>,
-    logits: Bool, squared: Bool, countValid: Bool
+    _ fn: inout SIMD16<R>, _ sq: inout SIMD16<R>, logits: Bool, squared: Bool
 ) {
     var k = 0
     while k < padded {
@@ -410,14 +425,14 @@ private func blockSums<R: KernelReal>(
             let d = (1 - tv) * pv - tv * qv
             sq += d * d
         }
-        if countValid { valid += UnsafeRawPointer(b.m + k).loadUnaligned(as: SIMD16<R>.self) }
         k &+= 16
     }
 }
 
 /// Fills e with e^-|x|, and p = sigmoid(x) and q = sigmoid(-x) (times the valid flag with
 /// `useMask`), for a staged block of logits; returns whether some logit is NaN or infinite,
-/// and takes the targets' largest `unitIntervalBits` into `targetBits`.
+/// and takes the targets' largest `unitIntervalBits` into `targetBits`. (Elements staged as
+/// `R.maskedLogit` need no flag: their p is 0, and with their t = 0 they add 0 to every sum.)
 ///
 /// Two loops, the exponentials and then the rest: one loop holding both keeps more
 /// constants live than the registers hold, and runs slower than the two with their extra
@@ -469,7 +484,8 @@ private func blockElementSum<R: KernelReal>(
     let terms = b.terms
     if logits && posWeight == 1 && smoothing == 0 {
         // The form below without the factors that are 1 here (1 + (w - 1)ts, and the flags
-        // without a mask): the same values, fewer operations.
+        // where no element needs one: none is masked or padding, or they are staged as
+        // `R.maskedLogit`, whose term is 0): the same values, fewer operations.
         if useMask {
             for k in 0..<padded {
                 terms[k] = logitsElementTerm(b.raw[k], b.t[k], b.e[k], posWeight, smoothing, lean: true) * b.m[k]
@@ -569,13 +585,16 @@ private func runGradient<R: KernelReal, T: StoredElement>(
     let bce = c.elementScale != 0
     let withElementSum = options.bce
     let inPlace = UnsafeRawPointer(grad) == input.pred
-    let isMasked = input.mask != nil
+    // The lean logits forms need no valid flags where the type has a masked logit (see stage).
+    let leanLogits = options.logits && posWeight == 1 && smoothing == 0 && R.maskedLogit != nil
+    let isFlagged = input.mask != nil && !leanLogits
     var elementSum = SIMD8<Double>()
     forEachRunBlock(input.count) { (start, length, padded, buffers: BlockBuffers<R>) in
         // Locals, not the closure's memory (see runStatistics). In place, pred is read from
         // the staged copy: the loops below write the gradient over it.
-        let masked = isMasked
-        let b = stage(input, start, length, padded, buffers, R.self, T.self, direct: !inPlace)
+        let flagged = isFlagged
+        let b = stage(input, start, length, padded, buffers, R.self, T.self, maskedLogits: leanLogits,
+                      direct: !inPlace)
         let posWeight = posWeight, smoothing = smoothing, targetScale = targetScale
         let offset = offset, predScale = predScale, elementScale = elementScale
         let out = grad + start &* MemoryLayout<R>.stride
@@ -620,7 +639,7 @@ private func runGradient<R: KernelReal, T: StoredElement>(
                     out.storeBytes(of: (useMask ? g * b.m[k] : g) + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
                 }
             }
-            switch (lean, plain, masked) {
+            switch (lean, plain, flagged) {
             case (true, true, true) where linear:
                 termsAndGradient(lean: true, plain: true, useMask: true, linear: true)
             case (true, true, false) where linear:
@@ -641,7 +660,7 @@ private func runGradient<R: KernelReal, T: StoredElement>(
         // loop after it finds the block in cache.
         if withElementSum {
             elementSum += R.widen(blockElementSum(
-                b, padded, false, posWeight, smoothing, useMask: masked || length != padded,
+                b, padded, false, posWeight, smoothing, useMask: flagged || length != padded,
                 hardTargets: options.hardTargets))
         }
         // The common cases, the forms below without the terms that are 0 and the factors
@@ -653,7 +672,7 @@ private func runGradient<R: KernelReal, T: StoredElement>(
             let derivative = (p - t) / (variance > 1e-12 ? variance : 1e-12)
             return R.fusedMultiplyAdd(elementScale, derivative, region(t, p))
         }
-        if options.logits && plain && masked {
+        if options.logits && plain && flagged {
             for k in 0..<length {
                 let g = logitsGradient(b.raw[k], b.t[k], b.e[k], plain: true)
                 out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
@@ -663,12 +682,17 @@ private func runGradient<R: KernelReal, T: StoredElement>(
                 let g = logitsGradient(b.raw[k], b.t[k], b.e[k], plain: true)
                 out.storeBytes(of: g + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
+        } else if options.logits && lean && !flagged {
+            for k in 0..<length {
+                let g = logitsGradient(b.raw[k], b.t[k], b.e[k], plain: false)
+                out.storeBytes(of: g + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+            }
         } else if options.logits {
             for k in 0..<length {
                 let g = logitsGradient(b.raw[k], b.t[k], b.e[k], plain: false)
                 out.storeBytes(of: g * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }
-        } else if plain && masked {
+        } else if plain && flagged {
             for k in 0..<length {
                 out.storeBytes(of: plainGradient(k) * b.m[k] + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
             }

@@ -14,6 +14,7 @@
 //   log1pApprox:         at most 1.5 ulp over [-1 + 2^-24, 2^30]   (1.44)
 //   expApprox:           at most 1.03 ulp over [-87.3, 88.7], normal results  (0.89 FMA,
 //                        1.022 baseline); expOfNonPositiveApprox gives its bits for x <= 0
+//                        where they are normal, and 0 for its subnormals
 //   log1pOfUnitApprox:   at most 1.75 ulp over [0, 1]    (1.39 FMA, 1.72 baseline)
 //   sigmoidApprox:       at most 2.5 ulp over [-87, 87]   (2.48)
 // where an ulp is that of the float32 result. exp and sigmoid are for the logits forms of
@@ -151,16 +152,23 @@ public func expApprox(_ x: Float) -> Float {
     return er * firstScale * secondScale
 }
 
-/// e^x for x <= 0, as the sigmoid needs it (e^-|x|): expApprox, bit for bit, with fewer
-/// operations. Such x never reach its upper clamp, and n <= 0, so 2^n is applied as 2^(n + 64),
-/// added to the exponent bits of e^r (in [sqrt(1/2), sqrt(2)], so the result is a normal float
-/// for every n down to -150 and the product is exact), and then 2^-64, whose product rounds
-/// once, as expApprox's second scaling does. For NaN the result is unspecified (the integer
-/// addition can carry out of a NaN's exponent): the kernels reject non-finite logits.
+/// e^x for x <= 0, as the sigmoid needs it (e^-|x|), with fewer operations than expApprox:
+/// its bits wherever they are a normal float, x >= -87.33654 (-0x1.5d589ep6), and 0 below,
+/// where expApprox gives a subnormal (under 1.2·10^-38) or 0.
+///
+/// Such x never reach expApprox's upper clamp, and where its result is normal, 2^n can be
+/// added to the exponent bits of e^r: exactly expApprox's product. Below, the sum's bits are
+/// not the result's, and it is selected away: subnormal arithmetic (a product that underflows)
+/// costs a microcode assist of tens of cycles, which the kernels would pay for every logit
+/// below -87.3 and every masked element (staged as -1000). The threshold is expApprox's last
+/// normal result at every level (the test checks the floats around it). For NaN the result is
+/// unspecified (the integer addition can carry out of a NaN's exponent): the kernels reject
+/// non-finite logits.
 @inline(__always)
 public func expOfNonPositiveApprox(_ x: Float) -> Float {
     let (er, n) = expReduced(x)
-    return Float(bitPattern: er.bitPattern &+ UInt32(bitPattern: (n &+ 64) << 23)) * 0x1p-64
+    let scaled = Float(bitPattern: er.bitPattern &+ UInt32(bitPattern: n << 23))
+    return x < -0x1.5d589ep6 ? 0 : scaled
 }
 
 /// e^r for x = n ln 2 + r, and n, for x <= 88.8 or NaN (clamped below at -104).

@@ -3,7 +3,7 @@
 //   logApprox           <= 1 ulp with FMA, <= 2 ulp without, over (0, 1]
 //   logOneMinusApprox   <= 2 ulp over [0, 1)
 //   log1pApprox         <= 2 ulp over [-1 + 2^-24, 2^30]
-//   expApprox           <= 1.03 ulp over [-87.3, 88.7] (expOfNonPositiveApprox: its bits on x <= 0)
+//   expApprox           <= 1.03 ulp over [-87.3, 88.7] (expOfNonPositiveApprox: its normal bits on x <= 0)
 //   log1pOfUnitApprox   <= 1.75 ulp over [0, 1]
 //   sigmoidApprox       <= 3 ulp over [-87, 87]
 //
@@ -256,15 +256,28 @@ struct VectorMathTests {
         }
     }
 
-    /// The kernels' e^-|x| drops expApprox's upper clamp, which x <= 0 never reaches: the
-    /// same bits for every non-positive float (every 257th pattern, and the ends of every
-    /// binade). (For NaN its result is unspecified: the kernels reject non-finite logits.)
-    @Test("expOfNonPositiveApprox is expApprox, bit for bit, on x <= 0", arguments: MathLevel.runnable)
+    /// The kernels' e^-|x| drops expApprox's upper clamp, which x <= 0 never reaches, and
+    /// its subnormal results: the same bits for every non-positive float where expApprox's
+    /// result is normal, 0 where it is not, and the threshold -0x1.5d589ep6 between the two
+    /// (every 257th pattern, the ends of every binade, and every float within 2^16 patterns
+    /// of the threshold). (For NaN its result is unspecified: the kernels reject non-finite
+    /// logits.)
+    @Test("expOfNonPositiveApprox is expApprox where that is normal, and 0 where not", arguments: MathLevel.runnable)
     func expOfNonPositiveIsExp(level: MathLevel) {
         var mismatches = 0, first: Float?
+        var normal = 0, flushed = 0
         func check(_ bits: UInt32) {
             let x = Float(bitPattern: bits)
-            if level.expOfNonPositive(x).bitPattern != level.exp(x).bitPattern {
+            let result = level.expOfNonPositive(x), expected = level.exp(x)
+            let agrees: Bool
+            if x >= -0x1.5d589ep6 {
+                agrees = result.bitPattern == expected.bitPattern && result.isNormal
+                normal += 1
+            } else {
+                agrees = result.bitPattern == 0 && expected < Float.leastNormalMagnitude
+                flushed += 1
+            }
+            if !agrees {
                 mismatches += 1
                 if first == nil { first = x }
             }
@@ -280,8 +293,11 @@ struct VectorMathTests {
                 check(0x8000_0000 | exponent << 23 | (0x7F_FFFF - offset))
             }
         }
+        let threshold = Float(-0x1.5d589ep6).bitPattern
+        for bits in threshold - 0x1_0000...threshold + 0x1_0000 { check(bits) }
         check(0xFF80_0000)  // -infinity
         #expect(mismatches == 0, "[\(level.name)] \(mismatches) inputs differ, first x = \(first ?? 0)")
+        #expect(normal > 1000 && flushed > 1000)
     }
 
     @Test("ulp error within the bound VectorMath.swift claims (dense where it peaks, sampled elsewhere; SEGLOSS_EXHAUSTIVE_MATH=1: every input)",
