@@ -73,6 +73,8 @@ protocol KernelReal: BinaryFloatingPoint, SIMDScalar, Codable, StoredElement {
     static func fusedMultiplyAdd(_ a: Self, _ b: Self, _ c: Self) -> Self
     /// log(1 + x) for x in [0, 1].
     static func logOnePlus(_ x: Self) -> Self
+    /// log(1 + x) for x in [0, 2^16].
+    static func logOnePlusWide(_ x: Self) -> Self
     /// The value's bits folded into 32 (0 exactly for +0).
     static func orBits(_ x: Self) -> UInt32
     /// An unsigned integer as wide as the type, for the range checks.
@@ -132,6 +134,7 @@ extension Float: KernelReal {
         multiplyAdd(a, b, c)
     }
     @inline(__always) static func logOnePlus(_ x: Float) -> Float { log1pOfUnitApprox(x) }
+    @inline(__always) static func logOnePlusWide(_ x: Float) -> Float { log1pApprox(x) }
     @inline(__always) static func orBits(_ x: Float) -> UInt32 { x.bitPattern }
     @inline(__always) static func unitIntervalBits(_ x: Float) -> UInt32 { (x + 0).bitPattern }
     static var oneBits: UInt32 { Float(1).bitPattern }
@@ -173,6 +176,7 @@ extension Double: KernelReal {
         #endif
     }
     @inline(__always) static func logOnePlus(_ x: Double) -> Double { log1p(x) }
+    @inline(__always) static func logOnePlusWide(_ x: Double) -> Double { log1p(x) }
     @inline(__always) static func orBits(_ x: Double) -> UInt32 {
         UInt32(truncatingIfNeeded: x.bitPattern | (x.bitPattern &>> 32))
     }
@@ -474,7 +478,8 @@ private func negativePart<R: KernelReal>(_ x: R) -> R {
 /// The sum of a staged block's element terms, in the computation type's 16 lanes; the same
 /// arithmetic for the statistics and the gradient kernel, so both give the same bits. With
 /// logits, `e` holds e^-|x| on entry (both kernels compute it for the sigmoid). The terms are
-/// written into `terms` and summed from there.
+/// written into `terms` and summed from there (the lean logits terms without their logs:
+/// see leanLogitsLanes).
 /// `hardTargets`: every target is known to be 0 or 1, so the check for soft ones is skipped.
 @inline(__always)
 private func blockElementSum<R: KernelReal>(
@@ -495,6 +500,7 @@ private func blockElementSum<R: KernelReal>(
                 terms[k] = logitsElementTerm(b.raw[k], b.t[k], b.e[k], posWeight, smoothing, lean: true)
             }
         }
+        return leanLogitsLanes(b, padded, useMask: useMask)
     } else if logits {
         for k in 0..<padded {
             terms[k] = logitsElementTerm(b.raw[k], b.t[k], b.e[k], posWeight, smoothing, lean: false) * b.m[k]
@@ -540,16 +546,51 @@ private func blockElementSum<R: KernelReal>(
 /// The element term of a logit x (with a = e^-|x|) and target t: BCE-with-logits,
 /// (1 - t)x + softplus(-x) = (1 - t)x + log(1 + e^-|x|) + max(-x, 0); with `lean` for
 /// pos_weight 1 and no label smoothing, else with both. The lean form is the same sum as
-/// max(x, 0) - t·x + log(1 + e^-|x|) (x + max(-x, 0) = max(x, 0)): a maximum and one
-/// multiply-add, exact for t = 0 or 1, before the log is added.
+/// max(x, 0) - t·x + log(1 + e^-|x|) (x + max(-x, 0) = max(x, 0)), and this returns it
+/// without its log: a maximum and one multiply-add, exact for t = 0 or 1. The logs are
+/// summed apart, as the log of a product (leanLogitsLanes).
 @inline(__always)
 private func logitsElementTerm<R: KernelReal>(
     _ x: R, _ t: R, _ a: R, _ posWeight: R, _ smoothing: R, lean: Bool
 ) -> R {
-    if lean { return R.fusedMultiplyAdd(-t, x, x > 0 ? x : 0) + R.logOnePlus(a) }
+    if lean { return R.fusedMultiplyAdd(-t, x, x > 0 ? x : 0) }
     let softplus = R.logOnePlus(a) + negativePart(x)
     let ts = t * (1 - smoothing) + smoothing / 2
     return (1 - ts) * x + (1 + (posWeight - 1) * ts) * softplus
+}
+
+/// The lean logits element terms' sum in 16 lanes: `terms`' (the terms without their
+/// log(1 + a)) and the logs', which are summed as the log of a product, once a lane:
+/// lane j's S = prod(1 + a) - 1 over the block's elements k = j mod 16, built up as
+/// S + a + S·a (never rounding 1 + a, so S is as precise as a sum of the a's), then
+/// log(1 + S). With `useMask`, a times the valid flag. e must hold 0 or a flagged value for
+/// the padding. Overwrites terms[0 ..< 16].
+@inline(__always)
+private func leanLogitsLanes<R: KernelReal>(_ b: BlockBuffers<R>, _ padded: Int, useMask: Bool) -> SIMD16<R> {
+    let sum = blockSum(b.terms, padded)
+    // Four products of every fourth vector, so that four chains of dependent operations run
+    // side by side, then their product. At most kernelBlockLength / 16 = 16 factors of at most
+    // 2 a lane: S < 2^16.
+    @inline(__always) func times(_ s: SIMD16<R>, _ a: SIMD16<R>) -> SIMD16<R> { (s + a) + s * a }
+    @inline(__always) func factor(_ k: Int) -> SIMD16<R> {
+        let a = UnsafeRawPointer(b.e + k).loadUnaligned(as: SIMD16<R>.self)
+        return useMask ? a * UnsafeRawPointer(b.m + k).loadUnaligned(as: SIMD16<R>.self) : a
+    }
+    let whole = (padded &+ 63) & ~63
+    for k in padded..<whole { b.e[k] = 0 }  // m is 0 or 1 there
+    var s0 = SIMD16<R>(), s1 = SIMD16<R>(), s2 = SIMD16<R>(), s3 = SIMD16<R>()
+    var k = 0
+    while k < whole {
+        s0 = times(s0, factor(k))
+        s1 = times(s1, factor(k &+ 16))
+        s2 = times(s2, factor(k &+ 32))
+        s3 = times(s3, factor(k &+ 48))
+        k &+= 64
+    }
+    let product = times(times(s0, s1), times(s2, s3))
+    UnsafeMutableRawPointer(b.terms).storeBytes(of: product, as: SIMD16<R>.self)
+    for lane in 0..<16 { b.terms[lane] = R.logOnePlusWide(b.terms[lane]) }
+    return sum + UnsafeRawPointer(b.terms).loadUnaligned(as: SIMD16<R>.self)
 }
 
 /// The sum of `padded` values (a multiple of 16) in 16 lanes.
@@ -626,10 +667,11 @@ private func runGradient<R: KernelReal, T: StoredElement>(
             for k in 0..<length { b.e[k] = R.exponentialOfNonPositive(-b.raw[k].magnitude) }
         }
         if withElementSum && options.logits {
-            // The element terms and the gradient in one loop: the terms' polynomial then runs
-            // while the gradient's stores wait for their cache lines. Each term as
-            // blockElementSum computes it (the statistics pass's bits); masked elements'
-            // terms times their flag 0, the padding's 0.
+            // The element terms and the gradient in one loop: the terms' arithmetic then runs
+            // while the gradient's stores wait for their cache lines. Each term, and their
+            // sum, as blockElementSum computes them (the statistics pass's bits); masked
+            // elements' terms times their flag 0, the padding's 0 (and its e, for the lean
+            // terms' product of logs).
             @inline(__always) func termsAndGradient(lean: Bool, plain: Bool, useMask: Bool, linear: Bool = false) {
                 for k in 0..<length {
                     let x = b.raw[k], t = b.t[k], a = b.e[k]
@@ -651,8 +693,11 @@ private func runGradient<R: KernelReal, T: StoredElement>(
             case (false, _, true): termsAndGradient(lean: false, plain: false, useMask: true)
             case (false, _, false): termsAndGradient(lean: false, plain: false, useMask: false)
             }
-            for k in length..<padded { b.terms[k] = 0 }
-            elementSum += R.widen(blockSum(b.terms, padded))
+            for k in length..<padded {
+                b.terms[k] = 0
+                b.e[k] = 0
+            }
+            elementSum += R.widen(lean ? leanLogitsLanes(b, padded, useMask: flagged) : blockSum(b.terms, padded))
             return
         }
         // The element terms before the gradient: the heavy loop is the one that first reads
