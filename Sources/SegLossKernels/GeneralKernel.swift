@@ -564,7 +564,7 @@ private func logitsElementTerm<R: KernelReal>(
 /// lane j's S = prod(1 + a) - 1 over the block's elements k = j mod 16, built up as
 /// S + a + S·a (never rounding 1 + a, so S is as precise as a sum of the a's), then
 /// log(1 + S). With `useMask`, a times the valid flag. e must hold 0 or a flagged value for
-/// the padding. Overwrites terms[0 ..< 16].
+/// the padding. Overwrites terms[0 ..< 32].
 @inline(__always)
 private func leanLogitsLanes<R: KernelReal>(_ b: BlockBuffers<R>, _ padded: Int, useMask: Bool) -> SIMD16<R> {
     let sum = blockSum(b.terms, padded)
@@ -588,9 +588,12 @@ private func leanLogitsLanes<R: KernelReal>(_ b: BlockBuffers<R>, _ padded: Int,
         k &+= 64
     }
     let product = times(times(s0, s1), times(s2, s3))
+    // The logs into other memory than the product's: a vector stored, overwritten lane by
+    // lane and read back as a vector can come back as first stored (LLVM forwarded the
+    // vector store to the load in one double build of this pattern).
     UnsafeMutableRawPointer(b.terms).storeBytes(of: product, as: SIMD16<R>.self)
-    for lane in 0..<16 { b.terms[lane] = R.logOnePlusWide(b.terms[lane]) }
-    return sum + UnsafeRawPointer(b.terms).loadUnaligned(as: SIMD16<R>.self)
+    for lane in 0..<16 { b.terms[16 &+ lane] = R.logOnePlusWide(b.terms[lane]) }
+    return sum + blockSum(b.terms + 16, 16)
 }
 
 /// The sum of `padded` values (a multiple of 16) in 16 lanes.
