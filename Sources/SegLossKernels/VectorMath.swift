@@ -11,7 +11,7 @@
 // checks these bounds; SEGLOSS_EXHAUSTIVE_MATH=1 makes it check every input):
 //   logApprox:           at most 1 ulp over (0, 1]        (measured 0.92 baseline, 0.89 FMA)
 //   logOneMinusApprox:   at most 1.5 ulp over [0, 1)      (1.44)
-//   log1pApprox:         at most 1.5 ulp over [-1 + 2^-24, 2^30]   (1.44)
+//   log1pApprox:         at most 1.5 ulp over [-1 + 2^-24, 2^32]   (1.44)
 //   expApprox:           at most 1.03 ulp over [-87.3, 88.7], normal results  (0.89 FMA,
 //                        1.022 baseline); expOfNonPositiveApprox gives its bits for x <= 0
 //                        where they are normal, and 0 for its subnormals
