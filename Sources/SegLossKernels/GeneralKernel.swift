@@ -2,8 +2,9 @@
 // probabilities, masks, pos_weight, label smoothing) over one run of a channel's elements.
 //
 // A run is processed in blocks of `generalBlockLength`: the block is first staged into
-// buffers of the computation type (pred's type), masked elements replaced by zeros, then each
-// step is a plain loop over the buffers that LLVM vectorizes. Float pred is computed in float
+// buffers of the computation type (pred's type), masked elements replaced by zeros (or, for
+// the lean logits forms, by a logit whose terms are all 0: see stage), then each step is a
+// plain loop over the buffers that LLVM vectorizes. Float pred is computed in float
 // with the vectorized math of VectorMath.swift; double pred in double with the C library.
 #if canImport(Glibc)
 import Glibc

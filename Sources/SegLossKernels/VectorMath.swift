@@ -55,19 +55,12 @@ func logOfPositive(_ x: Float) -> Float {
     // Every x is scaled by 2^23 (exact below 2^104), which makes subnormals normal without a
     // test; the 23 is taken back from the exponent. The + 0 turns -0.0 into +0.0 (whose sign
     // bit would otherwise be read as part of the exponent), in the same operation.
-    logOfNormal(multiplyAdd(x, 8_388_608, 0), exponentBias: 23)
-}
-
-/// log(x · 2^-exponentBias) for a positive normal float x: logOfPositive's reduction and
-/// polynomial, for arguments that need no scaling (logOfNormal(x, exponentBias: 0) is
-/// logOfPositive(x), bit for bit, for normal x).
-@inline(__always)
-func logOfNormal(_ scaled: Float, exponentBias: UInt32) -> Float {
+    let scaled = multiplyAdd(x, 8_388_608, 0)
     // Subtracting the bits of sqrt(1/2) puts m in [sqrt(1/2), sqrt(2)) and leaves e above;
-    // subtracting exponentBias << 23 more takes the scaling's exponent from e in the same
-    // operation (the arithmetic shift below floors, so (b - k·2^23) >> 23 = (b >> 23) - k).
+    // subtracting 23 << 23 more takes the scaling's exponent from e in the same operation
+    // (the arithmetic shift below floors, so (b - k·2^23) >> 23 = (b >> 23) - k).
     let sqrtHalfBits: UInt32 = 0x3f35_04f3
-    let shifted = scaled.bitPattern &- (sqrtHalfBits &+ exponentBias << 23)
+    let shifted = scaled.bitPattern &- (sqrtHalfBits &+ 23 << 23)
     let exponent = Int32(bitPattern: shifted) >> 23
     let mantissa = Float(bitPattern: (shifted & 0x007f_ffff) &+ sqrtHalfBits)
     let f = mantissa - 1
