@@ -687,6 +687,35 @@ def test_shapes_against_the_reference(shape, name):
     assert_close_to_reference(pred, target, mask, o, grad_loss=-1.75, context=name)
 
 
+@needs_general_api
+@needs_reference
+def test_hard_target_bce_terms_against_the_reference():
+    """Float32 probabilities with hard targets, in runs of whole 512-element blocks (four runs
+    of 1024), each segment's BCE sum against the float64 reference to 1e-6, ten times tighter
+    than the float32 tolerance of the tests above: uniform probabilities; confident ones
+    (p or 1 - p within 1e-7 .. 1e-3 of the target), whose terms are tiny and need log(1 - p)
+    without the rounding of 1 - p (without it, this segment is off by 3e-6); probabilities 0
+    of the target's class (the -100 clamp) among uniform ones; and probabilities 1e-25 and
+    1e-30 of a target 1 (terms 57.6 and 69.1: logs far below any float near 1, no clamp)."""
+    rng = np.random.default_rng(21)
+    n = 1024
+    target = (rng.random((2, 2, n)) < 0.4).astype(np.float32)
+    pred = rng.random((2, 2, n))
+    near = 10.0 ** rng.uniform(-7, -3, n)
+    pred[0, 1] = np.where(target[0, 1] > 0, 1 - near, near)
+    wrong = rng.choice(n, 20, replace=False)
+    pred[1, 0, wrong] = 1 - target[1, 0, wrong]  # q = 0: the clamp
+    tiny = np.array([3, 40, 259, 296, 600, 700, 856, 956])
+    target[1, 1, tiny] = 1
+    pred[1, 1, tiny] = np.where(tiny % 2 == 0, 1e-25, 1e-30)
+    pred = pred.astype(np.float32)
+    o = Options(segments="sample_channel")
+    for fn in (segloss.loss, segloss.loss_and_grad):
+        sums = fn(pred, target, None, options=o, return_segments=True)[-1]
+        r_sums = reference(pred, target, None, o)[2].reshape(sums.shape)
+        np.testing.assert_allclose(sums[:, 4], r_sums[:, 4], rtol=1e-6, atol=0)
+
+
 # --- against finite differences ------------------------------------------------------------------
 
 
