@@ -28,6 +28,7 @@ struct MathLevel: Sendable, CustomTestStringConvertible {
     var expOfNonPositive: @Sendable (Float) -> Float
     var sigmoid: @Sendable (Float) -> Float
     var log1pOfUnit: @Sendable (Float) -> Float
+    var logOfClassPair: @Sendable (Float, Float, Float, Float) -> (log: Float, product: Float)
     /// Whether multiplyAdd is fused at this level (VectorMath claims a tighter log bound then).
     var hasFMA: Bool
 
@@ -46,7 +47,9 @@ struct MathLevel: Sendable, CustomTestStringConvertible {
             log1p: { SegLossKernels.log1pApprox($0) }, exp: { SegLossKernels.expApprox($0) },
             expOfNonPositive: { SegLossKernels.expOfNonPositiveApprox($0) },
             sigmoid: { SegLossKernels.sigmoidApprox($0) },
-            log1pOfUnit: { SegLossKernels.log1pOfUnitApprox($0) }, hasFMA: baselineFMA)]
+            log1pOfUnit: { SegLossKernels.log1pOfUnitApprox($0) },
+            logOfClassPair: { SegLossKernels.logOfClassPairApprox($0, target: $1, $2, target: $3) },
+            hasFMA: baselineFMA)]
         #if canImport(SegLossKernelsAVX2)
         levels.append(MathLevel(
             name: "avx2", log: { SegLossKernelsAVX2.logApprox($0) },
@@ -55,7 +58,9 @@ struct MathLevel: Sendable, CustomTestStringConvertible {
             log1p: { SegLossKernelsAVX2.log1pApprox($0) }, exp: { SegLossKernelsAVX2.expApprox($0) },
             expOfNonPositive: { SegLossKernelsAVX2.expOfNonPositiveApprox($0) },
             sigmoid: { SegLossKernelsAVX2.sigmoidApprox($0) },
-            log1pOfUnit: { SegLossKernelsAVX2.log1pOfUnitApprox($0) }, hasFMA: true))
+            log1pOfUnit: { SegLossKernelsAVX2.log1pOfUnitApprox($0) },
+            logOfClassPair: { SegLossKernelsAVX2.logOfClassPairApprox($0, target: $1, $2, target: $3) },
+            hasFMA: true))
         #endif
         #if canImport(SegLossKernelsAVX512)
         levels.append(MathLevel(
@@ -65,7 +70,9 @@ struct MathLevel: Sendable, CustomTestStringConvertible {
             log1p: { SegLossKernelsAVX512.log1pApprox($0) }, exp: { SegLossKernelsAVX512.expApprox($0) },
             expOfNonPositive: { SegLossKernelsAVX512.expOfNonPositiveApprox($0) },
             sigmoid: { SegLossKernelsAVX512.sigmoidApprox($0) },
-            log1pOfUnit: { SegLossKernelsAVX512.log1pOfUnitApprox($0) }, hasFMA: true))
+            log1pOfUnit: { SegLossKernelsAVX512.log1pOfUnitApprox($0) },
+            logOfClassPair: { SegLossKernelsAVX512.logOfClassPairApprox($0, target: $1, $2, target: $3) },
+            hasFMA: true))
         #endif
         return levels
     }()

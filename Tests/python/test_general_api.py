@@ -695,8 +695,9 @@ def test_hard_target_bce_terms_against_the_reference():
     than the float32 tolerance of the tests above: uniform probabilities; confident ones
     (p or 1 - p within 1e-7 .. 1e-3 of the target), whose terms are tiny and need log(1 - p)
     without the rounding of 1 - p (without it, this segment is off by 3e-6); probabilities 0
-    of the target's class (the -100 clamp) among uniform ones; and probabilities 1e-25 and
-    1e-30 of a target 1 (terms 57.6 and 69.1: logs far below any float near 1, no clamp)."""
+    of the target's class (the -100 clamp) among uniform ones; and probabilities 1e-25 of a
+    target 1 (terms 57.6, no clamp) side by side, whose product (the float kernels take two
+    neighbours' logs as one) underflows to 0, and 1e-30 ones next to uniform ones."""
     rng = np.random.default_rng(21)
     n = 1024
     target = (rng.random((2, 2, n)) < 0.4).astype(np.float32)
@@ -705,9 +706,10 @@ def test_hard_target_bce_terms_against_the_reference():
     pred[0, 1] = np.where(target[0, 1] > 0, 1 - near, near)
     wrong = rng.choice(n, 20, replace=False)
     pred[1, 0, wrong] = 1 - target[1, 0, wrong]  # q = 0: the clamp
-    tiny = np.array([3, 40, 259, 296, 600, 700, 856, 956])
-    target[1, 1, tiny] = 1
-    pred[1, 1, tiny] = np.where(tiny % 2 == 0, 1e-25, 1e-30)
+    tiny = np.array([2, 3, 40, 41, 600, 601, 956, 957])  # neighbours 2k, 2k + 1
+    lone = np.array([101, 258, 777])                     # their neighbours are uniform
+    target[1, 1, tiny] = target[1, 1, lone] = 1
+    pred[1, 1, tiny], pred[1, 1, lone] = 1e-25, 1e-30
     pred = pred.astype(np.float32)
     o = Options(segments="sample_channel")
     for fn in (segloss.loss, segloss.loss_and_grad):
