@@ -10,7 +10,8 @@
  *       (warm-up, then repetitions for about BUDGET_SECONDS), median and min per call
  *   bench_segloss general BUDGET_SECONDS COUNT...
  *       the general API's fused segloss_forward_backward in three cases (logits; batch Dice
- *       per channel; logits with a uint8 target and a mask) next to the floor, all threads
+ *       per channel; logits with a uint8 target and a mask) next to the floor, all threads,
+ *       on arrays in 4 KiB pages (malloc) and on arrays advised into 2 MiB pages
  *   bench_segloss call BUDGET_SECONDS COUNT THREADS
  *       only segloss_bce_dice_forward_backward, hard targets (the cost of a bare C call on
  *       small arrays, next to the Python binding's)
@@ -25,13 +26,16 @@
  *   hard    1 where a uniform u in [0, 1) is < 0.3, else 0  (~30% ones)
  *   soft    uniform in [0, 1)
  */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise's MADV_HUGEPAGE */
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "floor.h"
 #include "segloss.h"
@@ -271,25 +275,116 @@ static void general_setup(int which, size_t n, segloss_options *o, segloss_shape
                   : which == 1 ? SEGLOSS_SEGMENT_CHANNEL : SEGLOSS_SEGMENT_SAMPLE_CHANNEL;
 }
 
-/* Times the floor and each general case, interleaved call by call, with all threads. */
+/* Where the caller's arrays live in memory changes what the general calls cost far more
+ * than what the floor costs: in 4 KiB pages each page is a new TLB entry (a two-level walk
+ * in a virtual machine) and a place where the hardware prefetchers stop, which the floor's
+ * loads, issued back to back, overlap and segloss's, between their arithmetic, partly do
+ * not. So the cases run on two copies of the inputs, in turn: one from malloc, in 4 KiB
+ * pages (what C programs, and PyTorch's CPU allocator by default, get under the common
+ * "madvise" setting of transparent huge pages), and one 2 MiB-aligned and advised into
+ * huge pages (what numpy does for arrays of 4 MiB and more), where the kernel grants them. */
+enum { PAGE_KINDS = 2 };
+static const char *const page_names[PAGE_KINDS] = {"4k", "huge"};
+
+struct general_arrays {
+    float *pred, *hard, *logits, *grad;
+    unsigned char *hard8, *mask;
+};
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* The bytes alloc_pages takes for `bytes`. */
+static size_t page_bytes(size_t bytes, int huge)
+{
+    return huge ? (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE : bytes;
+}
+
+static void *alloc_pages(size_t bytes, int huge)
+{
+    void *p = NULL;
+    if (!huge) {
+        p = malloc(bytes);
+    } else {
+        size_t align = HUGE_PAGE, rounded = page_bytes(bytes, 1);
+        if (posix_memalign(&p, align, rounded) != 0) p = NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+        if (p) (void)madvise(p, rounded, MADV_HUGEPAGE); /* a hint: refused where THP is off */
+#endif
+    }
+    if (!p) {
+        fprintf(stderr, "bench_segloss: out of memory (%zu bytes)\n", bytes);
+        exit(1);
+    }
+    return p;
+}
+
+/* The process's anonymous memory in transparent huge pages, KiB (0 where unknown). */
+static long anon_huge_kb(void)
+{
+    char line[256];
+    long kb = 0;
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "AnonHugePages:", 14) == 0) kb = strtol(line + 14, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+static struct general_arrays general_arrays(size_t n, int huge)
+{
+    struct general_arrays a;
+    a.pred = alloc_pages(n * sizeof(float), huge);
+    a.hard = alloc_pages(n * sizeof(float), huge);
+    a.logits = alloc_pages(n * sizeof(float), huge);
+    a.grad = alloc_pages(n * sizeof(float), huge);
+    a.hard8 = alloc_pages(n, huge);
+    a.mask = alloc_pages(n / 4, huge);
+    fill_inputs(a.pred, a.hard, NULL, n);
+    for (size_t k = 0; k < n; k++) {
+        a.logits[k] = 16.0f * a.pred[k] - 8.0f;
+        a.hard8[k] = (unsigned char)a.hard[k];
+    }
+    for (size_t k = 0; k < n / 4; k++) a.mask[k] = (hash(4, k) & 15) != 0; /* 1/16 ignored */
+    memset(a.grad, 0, n * sizeof(float));
+    return a;
+}
+
+static void free_general_arrays(struct general_arrays *a)
+{
+    free(a->mask);
+    free(a->hard8);
+    free(a->grad);
+    free(a->logits);
+    free(a->hard);
+    free(a->pred);
+}
+
+/* Times the floor and each general case on both copies of the inputs, interleaved call by
+ * call, with all threads. */
 static int cmd_general(int argc, char **argv)
 {
     double budget = atof(argv[0]);
     int threads = default_threads();
+    enum { SLOTS = PAGE_KINDS * (GENERAL_CASES + 1) };
     for (int i = 1; i < argc; i++) {
         size_t n = (size_t)strtoull(argv[i], NULL, 10) / 8 * 8;
-        float *pred = alloc_floats(n), *hard = alloc_floats(n), *logits = alloc_floats(n);
-        float *grad = alloc_floats(n);
-        unsigned char *hard8 = malloc(n), *mask = malloc(n / 4);
-        double *samples = malloc((GENERAL_CASES + 1) * MAX_REPS * sizeof(double));
-        if (!hard8 || !mask || !samples || n == 0) return 1;
-        fill_inputs(pred, hard, NULL, n);
-        for (size_t k = 0; k < n; k++) {
-            logits[k] = 16.0f * pred[k] - 8.0f;
-            hard8[k] = (unsigned char)hard[k];
-        }
-        for (size_t k = 0; k < n / 4; k++) mask[k] = (hash(4, k) & 15) != 0; /* 1/16 ignored */
-        memset(grad, 0, n * sizeof(float));
+        double *samples = malloc(SLOTS * MAX_REPS * sizeof(double));
+        if (!samples || n == 0) return 1;
+        struct general_arrays arrays[PAGE_KINDS];
+        long huge_before = anon_huge_kb();
+        arrays[0] = general_arrays(n, 0);
+        long huge_mid = anon_huge_kb();
+        arrays[1] = general_arrays(n, 1);
+        long huge_after = anon_huge_kb();
+        size_t array_bytes[PAGE_KINDS];
+        for (int page = 0; page < PAGE_KINDS; page++)
+            array_bytes[page] = 4 * page_bytes(n * sizeof(float), page) + page_bytes(n, page) +
+                                page_bytes(n / 4, page);
+        printf("{\"type\":\"general_pages\",\"count\":%zu,"
+               "\"array_kb\":{\"4k\":%zu,\"huge\":%zu},\"huge_kb\":{\"4k\":%ld,\"huge\":%ld}}\n",
+               n, array_bytes[0] / 1024, array_bytes[1] / 1024, huge_mid - huge_before,
+               huge_after - huge_mid);
         segloss_options o[GENERAL_CASES];
         segloss_shape shape[GENERAL_CASES];
         for (int c = 0; c < GENERAL_CASES; c++) general_setup(c, n, &o[c], &shape[c]);
@@ -302,39 +397,42 @@ static int cmd_general(int argc, char **argv)
             if (!warm && start == 0.0) start = now_seconds();
             if (!warm && (reps >= MAX_REPS || (reps >= MIN_REPS && now_seconds() - start >= budget)))
                 break;
-            for (int c = 0; c <= GENERAL_CASES; c++) {
-                double loss = 0.0, t0 = now_seconds();
-                if (c == GENERAL_CASES) {
-                    checksum += floor_fused(pred, hard, grad, n, threads);
-                } else {
-                    const void *p = c == 1 ? (const void *)pred : (const void *)logits;
-                    const void *t = c == 2 ? (const void *)hard8 : (const void *)hard;
-                    check(segloss_forward_backward(&o[c], &shape[c], p, t, c == 2 ? mask : NULL,
-                                                   &loss, grad, NULL, NULL),
-                          "segloss_forward_backward");
-                    checksum += loss;
+            for (int page = 0; page < PAGE_KINDS; page++) {
+                const struct general_arrays *a = &arrays[page];
+                for (int c = 0; c <= GENERAL_CASES; c++) {
+                    double loss = 0.0, t0 = now_seconds();
+                    if (c == GENERAL_CASES) {
+                        checksum += floor_fused(a->pred, a->hard, a->grad, n, threads);
+                    } else {
+                        const void *p = c == 1 ? (const void *)a->pred : (const void *)a->logits;
+                        const void *t = c == 2 ? (const void *)a->hard8 : (const void *)a->hard;
+                        check(segloss_forward_backward(&o[c], &shape[c], p, t,
+                                                       c == 2 ? a->mask : NULL, &loss, a->grad,
+                                                       NULL, NULL),
+                              "segloss_forward_backward");
+                        checksum += loss;
+                    }
+                    if (!warm)
+                        samples[(page * (GENERAL_CASES + 1) + c) * MAX_REPS + reps] =
+                            now_seconds() - t0;
                 }
-                if (!warm) samples[c * MAX_REPS + reps] = now_seconds() - t0;
             }
             if (!warm) reps++;
         }
-        for (int c = 0; c <= GENERAL_CASES; c++) {
-            double *x = samples + c * MAX_REPS;
-            qsort(x, (size_t)reps, sizeof(double), compare_doubles);
-            double median = reps % 2 ? x[reps / 2] : 0.5 * (x[reps / 2 - 1] + x[reps / 2]);
-            printf("{\"type\":\"general\",\"case\":\"%s\",\"count\":%zu,\"threads\":%d,"
-                   "\"median_ms\":%.6f,\"min_ms\":%.6f,\"reps\":%d}\n",
-                   c == GENERAL_CASES ? "floor" : general_names[c], n, threads, median * 1e3,
-                   x[0] * 1e3, reps);
+        for (int page = 0; page < PAGE_KINDS; page++) {
+            for (int c = 0; c <= GENERAL_CASES; c++) {
+                double *x = samples + (page * (GENERAL_CASES + 1) + c) * MAX_REPS;
+                qsort(x, (size_t)reps, sizeof(double), compare_doubles);
+                double median = reps % 2 ? x[reps / 2] : 0.5 * (x[reps / 2 - 1] + x[reps / 2]);
+                printf("{\"type\":\"general\",\"case\":\"%s\",\"pages\":\"%s\",\"count\":%zu,"
+                       "\"threads\":%d,\"median_ms\":%.6f,\"min_ms\":%.6f,\"reps\":%d}\n",
+                       c == GENERAL_CASES ? "floor" : general_names[c], page_names[page], n,
+                       threads, median * 1e3, x[0] * 1e3, reps);
+            }
         }
         fflush(stdout);
         free(samples);
-        free(mask);
-        free(hard8);
-        free(grad);
-        free(logits);
-        free(hard);
-        free(pred);
+        for (int page = 0; page < PAGE_KINDS; page++) free_general_arrays(&arrays[page]);
     }
     segloss_set_num_threads(0);
     printf("{\"type\":\"checksum\",\"value\":%.6e}\n", checksum);

@@ -49,6 +49,8 @@ W_BCE, W_DICE, SMOOTH = 0.5, 0.5, 1.0
 
 # Seconds of timed calls per measurement (after a warm-up of a tenth of that).
 C_BUDGET, C_BUDGET_QUICK = 0.2, 0.05
+# The general phase: per size, both page kinds (8 calls a round, ~80 ms at 16M elements).
+GENERAL_BUDGET, GENERAL_BUDGET_QUICK = 1.0, 0.1
 PY_BUDGET, PY_BUDGET_QUICK = 0.6, 0.15
 PY_MIN_REPS = 3
 # The binding, numpy and torch are timed in turn, in this many rounds, their samples pooled:
@@ -373,6 +375,9 @@ GENERAL_CASES = {
     "per_channel": "probabilities: BCE + batch Dice per channel",
     "logits_uint8_mask": "logits, Dice per sample x channel, uint8 target, mask",
 }
+# The inputs' pages (bench_segloss.c, cmd_general): malloc's 4 KiB pages, and 2 MiB pages
+# advised with madvise(MADV_HUGEPAGE), as numpy allocates large arrays.
+GENERAL_PAGES = {"4k": "4 KiB pages (malloc)", "huge": "2 MiB pages (madvise, as numpy)"}
 
 
 def c_phase(n):
@@ -486,13 +491,18 @@ def main():
         torch.set_num_threads(torch_threads_before)
 
     # 1b: the general API's cases next to the floor (4M and up, where the floor is memory).
-    general = {}  # (case, count) -> (median s, min s)
+    general = {}  # (case, count, pages) -> (median s, min s)
+    general_huge = {}  # (count, pages) -> (KiB in huge pages, KiB of arrays)
+    general_budget = GENERAL_BUDGET_QUICK if args.quick else GENERAL_BUDGET
     for n in [n for n in sizes if n >= 4_194_304]:
         phases.start(general_phase(n))
-        for record in run_binary("general", c_budget, n):
+        for record in run_binary("general", general_budget, n):
             if record["type"] == "general":
-                general[record["case"], record["count"]] = (record["median_ms"] * 1e-3,
-                                                            record["min_ms"] * 1e-3)
+                general[record["case"], record["count"], record["pages"]] = (
+                    record["median_ms"] * 1e-3, record["min_ms"] * 1e-3)
+            elif record["type"] == "general_pages":
+                for pages, kb in record["huge_kb"].items():
+                    general_huge[record["count"], pages] = (kb, record["array_kb"][pages])
 
     # 4: the binding's overhead per call against the bare ctypes call, on 1 thread: the
     # overhead does not depend on it, and a 1-thread call varies least from call to call.
@@ -620,15 +630,20 @@ def main():
 
     if general:
         log("General API: segloss_forward_backward, 2 x 4 channels x COUNT/8, float32, hard "
-            f"targets, {all_threads} threads, next to the floor (ms, median; x floor):")
-        for n in sorted({count for _, count in general}):
-            floor = general.get(("floor", n), (None,))[0]
-            for case, text in GENERAL_CASES.items():
-                t = general.get((case, n), (None,))[0]
-                if t and floor:
-                    log(f"  {n:>10,}  {text:<55} {ms(t):>8}  {t / floor:5.2f}x")
-            if floor:
-                log(f"  {n:>10,}  {'memory floor':<55} {ms(floor):>8}")
+            f"targets, {all_threads} threads, next to the floor on the same arrays (ms, median; "
+            "x floor), the arrays in 4 KiB and in 2 MiB pages, timed in turn:")
+        for n in sorted({count for _, count, _ in general}):
+            for pages, text in GENERAL_PAGES.items():
+                huge_kb, array_kb = general_huge.get((n, pages), (0, 0))
+                log(f"  {n:>10,}  {text}: {huge_kb / 1024:.0f} of {array_kb / 1024:.0f} MiB "
+                    "in huge pages")
+                floor = general.get(("floor", n, pages), (None,))[0]
+                for case, text in GENERAL_CASES.items():
+                    t = general.get((case, n, pages), (None,))[0]
+                    if t and floor:
+                        log(f"  {n:>10,}    {text:<55} {ms(t):>8}  {t / floor:5.2f}x")
+                if floor:
+                    log(f"  {n:>10,}    {'memory floor':<55} {ms(floor):>8}")
         log()
 
     log("Peak memory of one fused forward+backward call (peak RSS = VmHWM, fresh child process, "
@@ -695,15 +710,17 @@ def main():
                       "torch not installed" if not torch_pack else "not measured")
             check(what, reason, f">= {goal}x", None)
 
-    for case in GENERAL_CASES:
-        n = 16_777_216
-        t, fl = general.get((case, n), (None,))[0], general.get(("floor", n), (None,))[0]
-        what = f"general API {case} / floor, {n:,}, {all_threads} thr"
-        if t and fl:
-            check(what, f"{t / fl:.2f}x ({ms(t)} vs {ms(fl)} ms)", "<= 1.5x",
-                  round(t / fl, 2) <= 1.5, [general_phase(n)])
-        else:
-            check(what, "not measured", "<= 1.5x", None)
+    for pages in GENERAL_PAGES:
+        for case in GENERAL_CASES:
+            n = 16_777_216
+            t = general.get((case, n, pages), (None,))[0]
+            fl = general.get(("floor", n, pages), (None,))[0]
+            what = f"general API {case} / floor, {n:,}, {all_threads} thr, {pages} pages"
+            if t and fl:
+                check(what, f"{t / fl:.2f}x ({ms(t)} vs {ms(fl)} ms)", "<= 1.5x",
+                      round(t / fl, 2) <= 1.5, [general_phase(n)])
+            else:
+                check(what, "not measured", "<= 1.5x", None)
 
     what = "single-thread fwd+bwd, 65,536 (C API)"
     single = {k: fb_c(65_536, k, 1) for k in KINDS}
