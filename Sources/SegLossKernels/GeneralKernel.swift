@@ -615,6 +615,8 @@ private func blockElementSum<R: KernelReal>(
 private func pairedClassTerms<R: KernelReal>(_ b: BlockBuffers<R>, _ padded: Int) -> Bool {
     let half = padded / 2
     let raw = b.raw, t = b.t, terms = b.terms
+    // The products' smallest bits: an integer minimum, which LLVM vectorizes (an "all
+    // normal" flag would become a search that stops at the first false).
     var lowest = UInt32.max
     for k in 0..<half {
         let (log, bits) = R.logOfClassPair(raw[2 &* k], target1: t[2 &* k],
