@@ -68,15 +68,37 @@ static void fill_inputs(float *pred, float *hard, float *soft, size_t n)
     }
 }
 
-static float *alloc_floats(size_t n)
+/* Memory for the inputs: from malloc (4 KiB pages), or with `huge` 2 MiB-aligned and advised
+ * into transparent huge pages (why both: the general API's section below). Out of memory
+ * ends the program. */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* The bytes alloc_pages takes for `bytes`. */
+static size_t page_bytes(size_t bytes, int huge)
 {
-    float *p = malloc(n * sizeof(float));
+    return huge ? (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE : bytes;
+}
+
+static void *alloc_pages(size_t bytes, int huge)
+{
+    void *p = NULL;
+    if (!huge) {
+        p = malloc(bytes);
+    } else {
+        size_t align = HUGE_PAGE, rounded = page_bytes(bytes, 1);
+        if (posix_memalign(&p, align, rounded) != 0) p = NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+        if (p) (void)madvise(p, rounded, MADV_HUGEPAGE); /* a hint: refused where THP is off */
+#endif
+    }
     if (!p) {
-        fprintf(stderr, "bench_segloss: out of memory (%zu floats)\n", n);
+        fprintf(stderr, "bench_segloss: out of memory (%zu bytes)\n", bytes);
         exit(1);
     }
     return p;
 }
+
+static float *alloc_floats(size_t n) { return alloc_pages(n * sizeof(float), 0); }
 
 /*---------------------------------------------------------------------- timing */
 
@@ -290,33 +312,6 @@ struct general_arrays {
     float *pred, *hard, *logits, *grad;
     unsigned char *hard8, *mask;
 };
-
-#define HUGE_PAGE ((size_t)2 << 20)
-
-/* The bytes alloc_pages takes for `bytes`. */
-static size_t page_bytes(size_t bytes, int huge)
-{
-    return huge ? (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE : bytes;
-}
-
-static void *alloc_pages(size_t bytes, int huge)
-{
-    void *p = NULL;
-    if (!huge) {
-        p = malloc(bytes);
-    } else {
-        size_t align = HUGE_PAGE, rounded = page_bytes(bytes, 1);
-        if (posix_memalign(&p, align, rounded) != 0) p = NULL;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-        if (p) (void)madvise(p, rounded, MADV_HUGEPAGE); /* a hint: refused where THP is off */
-#endif
-    }
-    if (!p) {
-        fprintf(stderr, "bench_segloss: out of memory (%zu bytes)\n", bytes);
-        exit(1);
-    }
-    return p;
-}
 
 /* The process's anonymous memory in transparent huge pages, KiB (0 where unknown). */
 static long anon_huge_kb(void)

@@ -684,15 +684,18 @@ def main():
     def fb_c(n, kind, threads):
         return c.get(("forward_backward", n, kind, threads), (None,))[0]
 
-    for n in [4_194_304, 16_777_216]:
-        fb, fl = fb_c(n, "hard", all_threads), c.get(("floor", n, "hard", all_threads),
-                                                     (None,))[0]
-        what = f"fused fwd+bwd / floor, {n:,}, hard, {all_threads} thr"
-        if fb and fl:
-            check(what, f"{fb / fl:.2f}x ({ms(fb)} vs {ms(fl)} ms)", "<= 1.5x",
-                  round(fb / fl, 2) <= 1.5, [c_phase(n)])
+    def check_floor_ratio(what, t, fl, phase):
+        """A call's time t against the floor's fl, timed in `phase`: at most 1.5x."""
+        if t and fl:
+            check(what, f"{t / fl:.2f}x ({ms(t)} vs {ms(fl)} ms)", "<= 1.5x",
+                  round(t / fl, 2) <= 1.5, [phase])
         else:
             check(what, "not measured", "<= 1.5x", None)
+
+    for n in [4_194_304, 16_777_216]:
+        check_floor_ratio(f"fused fwd+bwd / floor, {n:,}, hard, {all_threads} thr",
+                          fb_c(n, "hard", all_threads),
+                          c.get(("floor", n, "hard", all_threads), (None,))[0], c_phase(n))
 
     for n in [65_536, 1_048_576, 4_194_304, 16_777_216]:
         goal = 10 if n == 65_536 else 20
@@ -710,17 +713,12 @@ def main():
                       "torch not installed" if not torch_pack else "not measured")
             check(what, reason, f">= {goal}x", None)
 
+    n = 16_777_216
     for pages in GENERAL_PAGES:
         for case in GENERAL_CASES:
-            n = 16_777_216
-            t = general.get((case, n, pages), (None,))[0]
-            fl = general.get(("floor", n, pages), (None,))[0]
-            what = f"general API {case} / floor, {n:,}, {all_threads} thr, {pages} pages"
-            if t and fl:
-                check(what, f"{t / fl:.2f}x ({ms(t)} vs {ms(fl)} ms)", "<= 1.5x",
-                      round(t / fl, 2) <= 1.5, [general_phase(n)])
-            else:
-                check(what, "not measured", "<= 1.5x", None)
+            check_floor_ratio(f"general API {case} / floor, {n:,}, {all_threads} thr, {pages} pages",
+                              general.get((case, n, pages), (None,))[0],
+                              general.get(("floor", n, pages), (None,))[0], general_phase(n))
 
     what = "single-thread fwd+bwd, 65,536 (C API)"
     single = {k: fb_c(65_536, k, 1) for k in KINDS}

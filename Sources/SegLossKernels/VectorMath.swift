@@ -20,9 +20,6 @@
 //   logOfClassPairApprox: log(q1) + log(q2) (q = p or 1 - p, p in [0, 1]) as one log: at
 //                        most 1.5 ulp of the sum where the product of the q's is normal, FMA
 //                        levels (1.21 over 12 million sampled pairs; not exhaustive)
-//   logOfClassPairApprox: log(q1) + log(q2) (q = p or 1 - p, p in [0, 1]) as one log, at
-//                        most 1.5 ulp where the product of the q's is normal (FMA levels;
-//                        1.20 over 12 million sampled pairs)
 // where an ulp is that of the float32 result. exp and sigmoid are for the logits forms of
 // the losses (sigmoid applied inside the loss).
 
@@ -121,8 +118,8 @@ public func logApprox(_ u: Float, remainder c: Float) -> Float {
 /// roundings; each division is replaced by a multiplication with 2 - v or 2 - u, as in
 /// logApprox(_:remainder:): c is non-zero only for u in [0.5, 1], where the error of 2 - u
 /// is below a tenth of an ulp of the result, and |rr|·|1/v - (2 - v)| <= 2^-24·(1 - v)²,
-/// which only counts where v is small and its log large. Without FMA, rr and c are computed
-/// as 0; the kernels use this only with FMA.
+/// which only counts where v is small and its log large. Without FMA, rr is computed as 0;
+/// the kernels use this only with FMA.
 @inline(__always)
 public func logOfClassPairApprox(
     _ p1: Float, target t1: Float, _ p2: Float, target t2: Float
