@@ -850,6 +850,49 @@ def test_non_contiguous_inputs_are_copied(layout):
         np.testing.assert_array_equal(a, b)
 
 
+def placed(a, offset):
+    """A copy of `a` starting `offset` bytes past a 64-byte boundary (`offset` a multiple of
+    its itemsize, so still aligned for its type: the binding passes it on as it is)."""
+    buffer = np.zeros(a.nbytes + 128, np.uint8)
+    start = (-buffer.ctypes.data) % 64 + offset
+    view = np.ndarray(a.shape, a.dtype, buffer=buffer, offset=start)
+    view[...] = a
+    assert view.ctypes.data % 64 == offset
+    return view
+
+
+@needs_general_api
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("input_kind", ["logits", "probabilities"])
+def test_results_do_not_depend_on_where_the_arrays_start(input_kind, dtype):
+    """The kernels read arrays that start off a 64-byte line from copies of their blocks
+    (GeneralKernel.swift, spansLines): the results are bitwise those of arrays on one, for
+    every place of pred, target and out within a line. 2,500 elements a run: whole blocks of
+    512 and a short last one."""
+    p, t, _ = cases.inputs((2, 3, 2500), seed=31, input_kind=input_kind, dtype=dtype)
+    t = t.astype(dtype)  # pred's type: read in place, not converted into the block buffers
+    item = np.dtype(dtype).itemsize
+    kwargs = dict(input=input_kind, segments="all", return_segments=True)
+
+    def run(pred_at, target_at, out_at):
+        pv, tv = placed(p, pred_at), placed(t, target_at)
+        out = placed(np.zeros_like(p), out_at)
+        fused = segloss.loss_and_grad(pv, tv, out=out, **kwargs)
+        assert fused[1] is out
+        return segloss.loss(pv, tv, **kwargs), fused
+
+    def same(a, b):
+        forward_a, (loss_a, *arrays_a) = a
+        forward_b, (loss_b, *arrays_b) = b
+        assert forward_a[0] == forward_b[0] and loss_a == loss_b
+        for x, y in zip(list(forward_a[1:]) + arrays_a, list(forward_b[1:]) + arrays_b):
+            np.testing.assert_array_equal(x, y)
+
+    expected = run(0, 0, 0)
+    for places in [(16, 16, 16), (item, 0, 0), (0, 4, 0), (0, 0, 48), (64 - item, 60, 32)]:
+        same(run(*places), expected)
+
+
 # --- shapes and masks ---------------------------------------------------------------------------
 
 
