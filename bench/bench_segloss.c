@@ -11,7 +11,7 @@
  *   bench_segloss general BUDGET_SECONDS COUNT...
  *       the general API's fused segloss_forward_backward in three cases (logits; batch Dice
  *       per channel; logits with a uint8 target and a mask) next to the floor, all threads,
- *       on arrays in 4 KiB pages (malloc) and on arrays advised into 2 MiB pages
+ *       on arrays laid out as malloc, PyTorch and numpy lay out theirs (pages, offset)
  *   bench_segloss call BUDGET_SECONDS COUNT THREADS
  *       only segloss_bce_dice_forward_backward, hard targets (the cost of a bare C call on
  *       small arrays, next to the Python binding's)
@@ -68,37 +68,25 @@ static void fill_inputs(float *pred, float *hard, float *soft, size_t n)
     }
 }
 
-/* Memory for the inputs: from malloc (4 KiB pages), or with `huge` 2 MiB-aligned and advised
- * into transparent huge pages (why both: the general API's section below). Out of memory
- * ends the program. */
-#define HUGE_PAGE ((size_t)2 << 20)
-
-/* The bytes alloc_pages takes for `bytes`. */
-static size_t page_bytes(size_t bytes, int huge)
+/* Memory for the flat phases' inputs: malloc's. Out of memory ends the program. */
+static float *alloc_floats(size_t n)
 {
-    return huge ? (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE : bytes;
-}
-
-static void *alloc_pages(size_t bytes, int huge)
-{
-    void *p = NULL;
-    if (!huge) {
-        p = malloc(bytes);
-    } else {
-        size_t align = HUGE_PAGE, rounded = page_bytes(bytes, 1);
-        if (posix_memalign(&p, align, rounded) != 0) p = NULL;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-        if (p) (void)madvise(p, rounded, MADV_HUGEPAGE); /* a hint: refused where THP is off */
-#endif
-    }
+    float *p = malloc(n * sizeof(float));
     if (!p) {
-        fprintf(stderr, "bench_segloss: out of memory (%zu bytes)\n", bytes);
+        fprintf(stderr, "bench_segloss: out of memory (%zu floats)\n", n);
         exit(1);
     }
     return p;
 }
 
-static float *alloc_floats(size_t n) { return alloc_pages(n * sizeof(float), 0); }
+/* The general phase's inputs may be in transparent huge pages (see its section below). */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* The bytes an allocation of `bytes` takes: whole 2 MiB pages with `huge`. */
+static size_t page_bytes(size_t bytes, int huge)
+{
+    return huge ? (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE : bytes;
+}
 
 /*---------------------------------------------------------------------- timing */
 
@@ -297,16 +285,43 @@ static void general_setup(int which, size_t n, segloss_options *o, segloss_shape
                   : which == 1 ? SEGLOSS_SEGMENT_CHANNEL : SEGLOSS_SEGMENT_SAMPLE_CHANNEL;
 }
 
-/* Where the caller's arrays live in memory changes what the general calls cost far more
- * than what the floor costs: in 4 KiB pages each page is a new TLB entry (a two-level walk
- * in a virtual machine) and a place where the hardware prefetchers stop, which the floor's
- * loads, issued back to back, overlap and segloss's, between their arithmetic, partly do
- * not. So the cases run on two copies of the inputs, in turn: one from malloc, in 4 KiB
- * pages (what C programs, and PyTorch's CPU allocator by default, get under the common
- * "madvise" setting of transparent huge pages), and one 2 MiB-aligned and advised into
- * huge pages (what numpy does for arrays of 4 MiB and more), where the kernel grants them. */
-enum { PAGE_KINDS = 2 };
-static const char *const page_names[PAGE_KINDS] = {"4k", "huge"};
+/* Where the caller's arrays live changes what the general calls cost far more than what the
+ * floor costs, in two ways. Pages: in 4 KiB pages each page is a new TLB entry (a two-level
+ * walk in a virtual machine) and a place where the hardware prefetchers stop, which the
+ * floor's loads, issued back to back, overlap and segloss's, between their arithmetic, partly
+ * do not. And the start: an array 16 bytes past a 64-byte line has every 16-float vector of
+ * it span two cache lines. So the cases run on three copies of the inputs, in turn, laid out
+ * as the three common allocators lay out large arrays (checked on this machine, glibc 2.36,
+ * numpy 2.4, torch 2.15, transparent huge pages in the common "madvise" mode):
+ *   malloc  4 KiB pages, 16 bytes past a line (glibc's malloc: C programs)
+ *   torch   4 KiB pages, on a line (PyTorch's CPU allocator, by default)
+ *   numpy   2 MiB pages, advised with madvise(MADV_HUGEPAGE), 16 bytes past a line
+ * Each is made the same way here (page-aligned memory, that offset into it), whatever the C
+ * library's malloc does. */
+enum { LAYOUTS = 3 };
+static const struct layout {
+    const char *name;
+    int huge;
+    size_t offset;
+} layouts[LAYOUTS] = {{"malloc", 0, 16}, {"torch", 0, 64}, {"numpy", 1, 16}};
+
+/* `bytes` at `offset` past the start of memory of its own, in huge pages where asked and
+ * granted; free with free_layout. */
+static void *alloc_layout(size_t bytes, const struct layout *l)
+{
+    void *p = NULL;
+    size_t align = l->huge ? HUGE_PAGE : 4096, rounded = page_bytes(bytes + l->offset, l->huge);
+    if (posix_memalign(&p, align, rounded) != 0) {
+        fprintf(stderr, "bench_segloss: out of memory (%zu bytes)\n", bytes);
+        exit(1);
+    }
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (l->huge) (void)madvise(p, rounded, MADV_HUGEPAGE); /* a hint: refused where THP is off */
+#endif
+    return (char *)p + l->offset;
+}
+
+static void free_layout(void *p, const struct layout *l) { free((char *)p - l->offset); }
 
 struct general_arrays {
     float *pred, *hard, *logits, *grad;
@@ -326,15 +341,15 @@ static long anon_huge_kb(void)
     return kb;
 }
 
-static struct general_arrays general_arrays(size_t n, int huge)
+static struct general_arrays general_arrays(size_t n, const struct layout *l)
 {
     struct general_arrays a;
-    a.pred = alloc_pages(n * sizeof(float), huge);
-    a.hard = alloc_pages(n * sizeof(float), huge);
-    a.logits = alloc_pages(n * sizeof(float), huge);
-    a.grad = alloc_pages(n * sizeof(float), huge);
-    a.hard8 = alloc_pages(n, huge);
-    a.mask = alloc_pages(n / 4, huge);
+    a.pred = alloc_layout(n * sizeof(float), l);
+    a.hard = alloc_layout(n * sizeof(float), l);
+    a.logits = alloc_layout(n * sizeof(float), l);
+    a.grad = alloc_layout(n * sizeof(float), l);
+    a.hard8 = alloc_layout(n, l);
+    a.mask = alloc_layout(n / 4, l);
     fill_inputs(a.pred, a.hard, NULL, n);
     for (size_t k = 0; k < n; k++) {
         a.logits[k] = 16.0f * a.pred[k] - 8.0f;
@@ -345,41 +360,39 @@ static struct general_arrays general_arrays(size_t n, int huge)
     return a;
 }
 
-static void free_general_arrays(struct general_arrays *a)
+static void free_general_arrays(struct general_arrays *a, const struct layout *l)
 {
-    free(a->mask);
-    free(a->hard8);
-    free(a->grad);
-    free(a->logits);
-    free(a->hard);
-    free(a->pred);
+    free_layout(a->mask, l);
+    free_layout(a->hard8, l);
+    free_layout(a->grad, l);
+    free_layout(a->logits, l);
+    free_layout(a->hard, l);
+    free_layout(a->pred, l);
 }
 
-/* Times the floor and each general case on both copies of the inputs, interleaved call by
+/* Times the floor and each general case on every copy of the inputs, interleaved call by
  * call, with all threads. */
 static int cmd_general(int argc, char **argv)
 {
     double budget = atof(argv[0]);
     int threads = default_threads();
-    enum { SLOTS = PAGE_KINDS * (GENERAL_CASES + 1) };
+    enum { SLOTS = LAYOUTS * (GENERAL_CASES + 1) };
     for (int i = 1; i < argc; i++) {
         size_t n = (size_t)strtoull(argv[i], NULL, 10) / 8 * 8;
         double *samples = malloc(SLOTS * MAX_REPS * sizeof(double));
         if (!samples || n == 0) return 1;
-        struct general_arrays arrays[PAGE_KINDS];
-        long huge_before = anon_huge_kb();
-        arrays[0] = general_arrays(n, 0);
-        long huge_mid = anon_huge_kb();
-        arrays[1] = general_arrays(n, 1);
-        long huge_after = anon_huge_kb();
-        size_t array_bytes[PAGE_KINDS];
-        for (int page = 0; page < PAGE_KINDS; page++)
-            array_bytes[page] = 4 * page_bytes(n * sizeof(float), page) + page_bytes(n, page) +
-                                page_bytes(n / 4, page);
-        printf("{\"type\":\"general_pages\",\"count\":%zu,"
-               "\"array_kb\":{\"4k\":%zu,\"huge\":%zu},\"huge_kb\":{\"4k\":%ld,\"huge\":%ld}}\n",
-               n, array_bytes[0] / 1024, array_bytes[1] / 1024, huge_mid - huge_before,
-               huge_after - huge_mid);
+        struct general_arrays arrays[LAYOUTS];
+        for (int l = 0; l < LAYOUTS; l++) {
+            long huge_before = anon_huge_kb();
+            arrays[l] = general_arrays(n, &layouts[l]);
+            size_t bytes = 4 * page_bytes(n * sizeof(float) + layouts[l].offset, layouts[l].huge) +
+                           page_bytes(n + layouts[l].offset, layouts[l].huge) +
+                           page_bytes(n / 4 + layouts[l].offset, layouts[l].huge);
+            printf("{\"type\":\"general_layout\",\"count\":%zu,\"layout\":\"%s\","
+                   "\"offset\":%zu,\"array_kb\":%zu,\"huge_kb\":%ld}\n",
+                   n, layouts[l].name, layouts[l].offset, bytes / 1024,
+                   anon_huge_kb() - huge_before);
+        }
         segloss_options o[GENERAL_CASES];
         segloss_shape shape[GENERAL_CASES];
         for (int c = 0; c < GENERAL_CASES; c++) general_setup(c, n, &o[c], &shape[c]);
@@ -392,8 +405,8 @@ static int cmd_general(int argc, char **argv)
             if (!warm && start == 0.0) start = now_seconds();
             if (!warm && (reps >= MAX_REPS || (reps >= MIN_REPS && now_seconds() - start >= budget)))
                 break;
-            for (int page = 0; page < PAGE_KINDS; page++) {
-                const struct general_arrays *a = &arrays[page];
+            for (int l = 0; l < LAYOUTS; l++) {
+                const struct general_arrays *a = &arrays[l];
                 for (int c = 0; c <= GENERAL_CASES; c++) {
                     double loss = 0.0, t0 = now_seconds();
                     if (c == GENERAL_CASES) {
@@ -408,26 +421,26 @@ static int cmd_general(int argc, char **argv)
                         checksum += loss;
                     }
                     if (!warm)
-                        samples[(page * (GENERAL_CASES + 1) + c) * MAX_REPS + reps] =
+                        samples[(l * (GENERAL_CASES + 1) + c) * MAX_REPS + reps] =
                             now_seconds() - t0;
                 }
             }
             if (!warm) reps++;
         }
-        for (int page = 0; page < PAGE_KINDS; page++) {
+        for (int l = 0; l < LAYOUTS; l++) {
             for (int c = 0; c <= GENERAL_CASES; c++) {
-                double *x = samples + (page * (GENERAL_CASES + 1) + c) * MAX_REPS;
+                double *x = samples + (l * (GENERAL_CASES + 1) + c) * MAX_REPS;
                 qsort(x, (size_t)reps, sizeof(double), compare_doubles);
                 double median = reps % 2 ? x[reps / 2] : 0.5 * (x[reps / 2 - 1] + x[reps / 2]);
-                printf("{\"type\":\"general\",\"case\":\"%s\",\"pages\":\"%s\",\"count\":%zu,"
+                printf("{\"type\":\"general\",\"case\":\"%s\",\"layout\":\"%s\",\"count\":%zu,"
                        "\"threads\":%d,\"median_ms\":%.6f,\"min_ms\":%.6f,\"reps\":%d}\n",
-                       c == GENERAL_CASES ? "floor" : general_names[c], page_names[page], n,
+                       c == GENERAL_CASES ? "floor" : general_names[c], layouts[l].name, n,
                        threads, median * 1e3, x[0] * 1e3, reps);
             }
         }
         fflush(stdout);
         free(samples);
-        for (int page = 0; page < PAGE_KINDS; page++) free_general_arrays(&arrays[page]);
+        for (int l = 0; l < LAYOUTS; l++) free_general_arrays(&arrays[l], &layouts[l]);
     }
     segloss_set_num_threads(0);
     printf("{\"type\":\"checksum\",\"value\":%.6e}\n", checksum);

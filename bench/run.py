@@ -49,8 +49,8 @@ W_BCE, W_DICE, SMOOTH = 0.5, 0.5, 1.0
 
 # Seconds of timed calls per measurement (after a warm-up of a tenth of that).
 C_BUDGET, C_BUDGET_QUICK = 0.2, 0.05
-# The general phase: per size, both page kinds (8 calls a round, ~80 ms at 16M elements).
-GENERAL_BUDGET, GENERAL_BUDGET_QUICK = 1.0, 0.1
+# The general phase: per size, three layouts (12 calls a round, ~120 ms at 16M elements).
+GENERAL_BUDGET, GENERAL_BUDGET_QUICK = 1.5, 0.1
 PY_BUDGET, PY_BUDGET_QUICK = 0.6, 0.15
 PY_MIN_REPS = 3
 # The binding, numpy and torch are timed in turn, in this many rounds, their samples pooled:
@@ -375,9 +375,11 @@ GENERAL_CASES = {
     "per_channel": "probabilities: BCE + batch Dice per channel",
     "logits_uint8_mask": "logits, Dice per sample x channel, uint8 target, mask",
 }
-# The inputs' pages (bench_segloss.c, cmd_general): malloc's 4 KiB pages, and 2 MiB pages
-# advised with madvise(MADV_HUGEPAGE), as numpy allocates large arrays.
-GENERAL_PAGES = {"4k": "4 KiB pages (malloc)", "huge": "2 MiB pages (madvise, as numpy)"}
+# The inputs' layouts (bench_segloss.c, cmd_general): as glibc's malloc, PyTorch's CPU
+# allocator and numpy lay out large arrays.
+GENERAL_LAYOUTS = {"malloc": "as malloc: 4 KiB pages, 16 bytes past a 64-byte line",
+                   "torch": "as PyTorch: 4 KiB pages, on a 64-byte line",
+                   "numpy": "as numpy: 2 MiB pages (madvise), 16 bytes past a line"}
 
 
 def c_phase(n):
@@ -491,18 +493,18 @@ def main():
         torch.set_num_threads(torch_threads_before)
 
     # 1b: the general API's cases next to the floor (4M and up, where the floor is memory).
-    general = {}  # (case, count, pages) -> (median s, min s)
-    general_huge = {}  # (count, pages) -> (KiB in huge pages, KiB of arrays)
+    general = {}  # (case, count, layout) -> (median s, min s)
+    general_huge = {}  # (count, layout) -> (KiB in huge pages, KiB of arrays)
     general_budget = GENERAL_BUDGET_QUICK if args.quick else GENERAL_BUDGET
     for n in [n for n in sizes if n >= 4_194_304]:
         phases.start(general_phase(n))
         for record in run_binary("general", general_budget, n):
             if record["type"] == "general":
-                general[record["case"], record["count"], record["pages"]] = (
+                general[record["case"], record["count"], record["layout"]] = (
                     record["median_ms"] * 1e-3, record["min_ms"] * 1e-3)
-            elif record["type"] == "general_pages":
-                for pages, kb in record["huge_kb"].items():
-                    general_huge[record["count"], pages] = (kb, record["array_kb"][pages])
+            elif record["type"] == "general_layout":
+                general_huge[record["count"], record["layout"]] = (record["huge_kb"],
+                                                                   record["array_kb"])
 
     # 4: the binding's overhead per call against the bare ctypes call, on 1 thread: the
     # overhead does not depend on it, and a 1-thread call varies least from call to call.
@@ -631,15 +633,15 @@ def main():
     if general:
         log("General API: segloss_forward_backward, 2 x 4 channels x COUNT/8, float32, hard "
             f"targets, {all_threads} threads, next to the floor on the same arrays (ms, median; "
-            "x floor), the arrays in 4 KiB and in 2 MiB pages, timed in turn:")
+            "x floor), the arrays laid out in three ways, timed in turn:")
         for n in sorted({count for _, count, _ in general}):
-            for pages, text in GENERAL_PAGES.items():
-                huge_kb, array_kb = general_huge.get((n, pages), (0, 0))
+            for layout, text in GENERAL_LAYOUTS.items():
+                huge_kb, array_kb = general_huge.get((n, layout), (0, 0))
                 log(f"  {n:>10,}  {text}: {huge_kb / 1024:.0f} of {array_kb / 1024:.0f} MiB "
                     "in huge pages")
-                floor = general.get(("floor", n, pages), (None,))[0]
+                floor = general.get(("floor", n, layout), (None,))[0]
                 for case, text in GENERAL_CASES.items():
-                    t = general.get((case, n, pages), (None,))[0]
+                    t = general.get((case, n, layout), (None,))[0]
                     if t and floor:
                         log(f"  {n:>10,}    {text:<55} {ms(t):>8}  {t / floor:5.2f}x")
                 if floor:
@@ -714,11 +716,11 @@ def main():
             check(what, reason, f">= {goal}x", None)
 
     n = 16_777_216
-    for pages in GENERAL_PAGES:
+    for layout in GENERAL_LAYOUTS:
         for case in GENERAL_CASES:
-            check_floor_ratio(f"general API {case} / floor, {n:,}, {all_threads} thr, {pages} pages",
-                              general.get((case, n, pages), (None,))[0],
-                              general.get(("floor", n, pages), (None,))[0], general_phase(n))
+            check_floor_ratio(f"general API {case} / floor, {n:,}, {all_threads} thr, {layout}",
+                              general.get((case, n, layout), (None,))[0],
+                              general.get(("floor", n, layout), (None,))[0], general_phase(n))
 
     what = "single-thread fwd+bwd, 65,536 (C API)"
     single = {k: fb_c(65_536, k, 1) for k in KINDS}
