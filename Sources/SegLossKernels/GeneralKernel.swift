@@ -260,10 +260,12 @@ private struct BlockBuffers<R: KernelReal> {
     static var capacity: Int { 7 * generalBlockLength }
 
     /// Whether raw (and with `target`, t) is the caller's array at an address off a 64-byte
-    /// line: there every vector of 16 floats spans two lines of the L1 cache.
+    /// line: there every vector load spans one cache line more than it needs (two for 16
+    /// floats). A block is a run's, so a run that starts off a line copies even in an array
+    /// that does not.
     ///
-    /// glibc's malloc and numpy put their large arrays 16 bytes past a line (PyTorch's 64
-    /// bytes). A load that spans two lines costs little in the loop that first reads the
+    /// glibc's malloc and numpy put their large arrays 16 bytes past a line (PyTorch puts
+    /// them on one). A load that spans two lines costs little in the loop that first reads the
     /// block from memory, but the later loops, which reread it from the L1 cache, ran slower
     /// for it. So the first loop of the logits passes copies what it reads into the own
     /// buffers where this holds (`useOwnBuffers`), and the later loops read the copies: the
@@ -271,7 +273,8 @@ private struct BlockBuffers<R: KernelReal> {
     /// interleaved in one process, median of the rounds' ratios: the logits call 5–6% faster
     /// on arrays 16 bytes past a line in 4 KiB pages, within 2% either way in 2 MiB pages and
     /// on aligned arrays. (Copying on aligned arrays too made those calls 2–4% slower; the
-    /// probabilities' passes, whose first loop is light, were no faster for copies.)
+    /// probabilities' passes, whose first loop is light, were no faster for copies. Double
+    /// pred takes the same path, measured only for float.)
     func spansLines(target: Bool) -> Bool {
         raw != ownRaw && (Int(bitPattern: raw) | (target ? Int(bitPattern: t) : 0)) & 63 != 0
     }

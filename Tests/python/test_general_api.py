@@ -861,18 +861,29 @@ def placed(a, offset):
     return view
 
 
+OFFSET_OPTIONS = {"plain": {},
+                  "weighted": {"pos_weight": [2.0, 1.0, 0.5], "label_smoothing": 0.1},
+                  "region only": {"element_weight": 0.0}}
+
+
 @needs_general_api
+@pytest.mark.parametrize("options", OFFSET_OPTIONS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("input_kind", ["logits", "probabilities"])
-def test_results_do_not_depend_on_where_the_arrays_start(input_kind, dtype):
-    """The kernels read arrays that start off a 64-byte line from copies of their blocks
-    (GeneralKernel.swift, spansLines): the results are bitwise those of arrays on one, for
-    every place of pred, target and out within a line. 2,500 elements a run: whole blocks of
-    512 and a short last one."""
+def test_results_do_not_depend_on_where_the_arrays_start(input_kind, dtype, options):
+    """Logits blocks read in place from a run that starts off a 64-byte line are reread from
+    copies (GeneralKernel.swift, spansLines): the results must be bitwise those of other
+    placements, for every place of pred, target and out within a line, and every gradient
+    loop that reads the copies (plain BCE, pos_weight with label smoothing, no BCE term). The
+    probabilities cases never copy; they check the in-place reads the same way. Runs of 2,500
+    elements (whole blocks and a short last one) start at four places in a line whatever the
+    array's start, so each placement mixes runs that copy and runs that do not, and each run
+    changes path between placements."""
     p, t, _ = cases.inputs((2, 3, 2500), seed=31, input_kind=input_kind, dtype=dtype)
     t = t.astype(dtype)  # pred's type: read in place, not converted into the block buffers
     item = np.dtype(dtype).itemsize
-    kwargs = dict(input=input_kind, segments="all", return_segments=True)
+    kwargs = dict(input=input_kind, segments="sample_channel", return_segments=True,
+                  **OFFSET_OPTIONS[options])
 
     def run(pred_at, target_at, out_at):
         pv, tv = placed(p, pred_at), placed(t, target_at)
