@@ -305,12 +305,18 @@ static const struct layout {
     size_t offset;
 } layouts[LAYOUTS] = {{"malloc", 0, 16}, {"torch", 0, 64}, {"numpy", 1, 16}};
 
+/* The memory alloc_layout takes for `bytes`. */
+static size_t layout_bytes(size_t bytes, const struct layout *l)
+{
+    return page_bytes(bytes + l->offset, l->huge);
+}
+
 /* `bytes` at `offset` past the start of memory of its own, in huge pages where asked and
  * granted; free with free_layout. */
 static void *alloc_layout(size_t bytes, const struct layout *l)
 {
     void *p = NULL;
-    size_t align = l->huge ? HUGE_PAGE : 4096, rounded = page_bytes(bytes + l->offset, l->huge);
+    size_t align = l->huge ? HUGE_PAGE : 4096, rounded = layout_bytes(bytes, l);
     if (posix_memalign(&p, align, rounded) != 0) {
         fprintf(stderr, "bench_segloss: out of memory (%zu bytes)\n", bytes);
         exit(1);
@@ -385,9 +391,8 @@ static int cmd_general(int argc, char **argv)
         for (int l = 0; l < LAYOUTS; l++) {
             long huge_before = anon_huge_kb();
             arrays[l] = general_arrays(n, &layouts[l]);
-            size_t bytes = 4 * page_bytes(n * sizeof(float) + layouts[l].offset, layouts[l].huge) +
-                           page_bytes(n + layouts[l].offset, layouts[l].huge) +
-                           page_bytes(n / 4 + layouts[l].offset, layouts[l].huge);
+            size_t bytes = 4 * layout_bytes(n * sizeof(float), &layouts[l]) +
+                           layout_bytes(n, &layouts[l]) + layout_bytes(n / 4, &layouts[l]);
             printf("{\"type\":\"general_layout\",\"count\":%zu,\"layout\":\"%s\","
                    "\"offset\":%zu,\"array_kb\":%zu,\"huge_kb\":%ld}\n",
                    n, layouts[l].name, layouts[l].offset, bytes / 1024,

@@ -239,8 +239,6 @@ private struct BlockBuffers<R: KernelReal> {
     let ownRaw, ownT: UnsafeMutablePointer<R>
 
     init(_ base: UnsafeMutablePointer<R>) {
-        ownRaw = base
-        ownT = base + 3 * generalBlockLength
         raw = base
         p = base + generalBlockLength
         q = p + generalBlockLength
@@ -248,6 +246,8 @@ private struct BlockBuffers<R: KernelReal> {
         m = t + generalBlockLength
         e = m + generalBlockLength
         terms = e + generalBlockLength
+        ownRaw = raw
+        ownT = t
     }
 
     /// The block's buffers with raw and t read from the caller's arrays themselves (never
