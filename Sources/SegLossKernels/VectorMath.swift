@@ -192,23 +192,30 @@ public func expApprox(_ x: Float) -> Float {
 /// normal result at every level (the test checks the floats around it). For NaN the result is
 /// unspecified (the integer addition can carry out of a NaN's exponent): the kernels reject
 /// non-finite logits.
+///
+/// Nor does it clamp x below, as expApprox does at -104: that changes no x above the
+/// threshold, and below it whatever the reduction and the polynomial make of x (a huge or
+/// infinite r, a wrapped n; no float operation traps and the integer ones wrap) is selected
+/// away. One operation fewer an element in both logits passes: 2% of a fused logits call in
+/// cache (115.1 against 117.7 µs at 131,072 elements, one thread).
 @inline(__always)
 public func expOfNonPositiveApprox(_ x: Float) -> Float {
-    let (er, n) = expReduced(x)
+    let (er, n) = expReduced(x, clampingLow: false)
     let scaled = Float(bitPattern: er.bitPattern &+ UInt32(bitPattern: n << 23))
     return x < -0x1.5d589ep6 ? 0 : scaled
 }
 
-/// e^r for x = n ln 2 + r, and n, for x <= 88.8 or NaN (clamped below at -104).
+/// e^r for x = n ln 2 + r, and n, for x <= 88.8 or NaN (clamped below at -104 with
+/// `clampingLow`; without, e^r and n are meaningless below about -88).
 ///
 /// With FMA, e^r is one degree-6 minimax polynomial in Horner form (relative error 3·10^-9
 /// before rounding): each step one fused operation. Without FMA, where every step rounds
 /// twice, it is 1 + r + r^2 P(r) with P a degree-4 minimax polynomial (4·10^-9), whose small
 /// correction term keeps the rounding errors below an ulp.
 @inline(__always)
-private func expReduced(_ x: Float) -> (er: Float, n: Int32) {
+private func expReduced(_ x: Float, clampingLow: Bool = true) -> (er: Float, n: Int32) {
     let low: Float = -104
-    let clamped = x < low ? low : x    // NaN passes the test and stays NaN
+    let clamped = clampingLow && x < low ? low : x    // NaN passes the test and stays NaN
     let magic: Float = 12_582_912      // 1.5 * 2^23: adding it rounds to an integer
     let shifted = multiplyAdd(clamped, 1.44269504088896341, magic)
     let n = shifted - magic

@@ -257,8 +257,9 @@ struct VectorMathTests {
         }
     }
 
-    /// The kernels' e^-|x| drops expApprox's upper clamp, which x <= 0 never reaches, and
-    /// its subnormal results: the same bits for every non-positive float where expApprox's
+    /// The kernels' e^-|x| drops expApprox's upper clamp, which x <= 0 never reaches, its
+    /// lower clamp (the patterns below -104 are checked too, down to -infinity), and its
+    /// subnormal results: the same bits for every non-positive float where expApprox's
     /// result is normal, 0 where it is not, and the threshold -0x1.5d589ep6 between the two
     /// (every 257th pattern, the ends of every binade, and every float within 2^16 patterns
     /// of the threshold). (For NaN its result is unspecified: the kernels reject non-finite
