@@ -269,10 +269,12 @@ private struct BlockBuffers<R: KernelReal> {
     /// block from memory, but the later loops, which reread it from the L1 cache, ran slower
     /// for it. So the first loop of the logits passes copies what it reads into the own
     /// buffers where this holds (`useOwnBuffers`), and the later loops read the copies: the
-    /// same values, so the same results. Measured at 16M elements on two threads, 500 rounds
-    /// interleaved in one process, median of the rounds' ratios: the logits call 5–6% faster
-    /// on arrays 16 bytes past a line in 4 KiB pages, within 2% either way in 2 MiB pages and
-    /// on aligned arrays. (Copying on aligned arrays too made those calls 2–4% slower; the
+    /// same values, so the same results. Measured at 16M elements on two threads, 200 rounds
+    /// interleaved in one process with the builds' order rotated each round, median of the
+    /// rounds' ratios: the logits call 3–5% faster on arrays 16 bytes past a line in 4 KiB
+    /// pages, 1–3% in 2 MiB pages; the gradient pass's copy alone is worth about 1%. (A first
+    /// measurement in a fixed order said 5–6%: the build timed right after the floor ran
+    /// 2–4.5% slower. Copying on aligned arrays too made those calls 2–4% slower there; the
     /// probabilities' passes, whose first loop is light, were no faster for copies. Double
     /// pred takes the same path, measured only for float.)
     func spansLines(target: Bool) -> Bool {
