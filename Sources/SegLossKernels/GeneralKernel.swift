@@ -353,10 +353,12 @@ private func validCount(_ mask: UnsafePointer<UInt8>, _ length: Int) -> Int {
     return Int(count)
 }
 
-/// Calls `body(start, length, padded)` for each block of the run, with the block buffers.
+/// Calls `body(start, length, padded)` for each block of the run, with the block buffers
+/// (the thread's scratch: see KernelScratch). `masked`: stage sets the valid flags block by
+/// block from the mask; otherwise they are ones but for a short block's padding.
 @inline(__always)
 private func forEachRunBlock<R: KernelReal>(
-    _ count: Int, pred: UnsafeRawPointer, _ body: (Int, Int, Int, BlockBuffers<R>) -> Void
+    _ count: Int, pred: UnsafeRawPointer, masked: Bool, _ body: (Int, Int, Int, BlockBuffers<R>) -> Void
 ) {
     // On whole 64-byte lines: where the stack put them otherwise moved with the size of the
     // process's environment, and a buffer vector that straddles two lines costs two loads or
@@ -369,20 +371,30 @@ private func forEachRunBlock<R: KernelReal>(
     // their pages, as separate large allocations are: logits 12.05 -> 11.58 ms, masked
     // 12.09 -> 11.56 ms, batch Dice per channel unchanged (10.04 / 10.05); with the arrays at
     // other places in their pages, within noise.
-    withUnsafeTemporaryAllocation(
-        byteCount: BlockBuffers<R>.capacity &* MemoryLayout<R>.stride &+ 4096, alignment: 64
-    ) { storage in
+    KernelScratch.with { header, base in
         let page = 4096, place = 1024
-        let base = storage.baseAddress!
         let shift = (place &+ Int(bitPattern: pred) &- Int(bitPattern: base)) & (page &- 1) & ~63
-        let buffers = BlockBuffers((base + shift).assumingMemoryBound(to: R.self))
-        buffers.m.initialize(repeating: 1, count: generalBlockLength)
+        let buffers = BlockBuffers((base + shift).bindMemory(to: R.self, capacity: BlockBuffers<R>.capacity))
+        // The flags of an unmasked call: ones, which the scratch keeps from the last call
+        // that put them at the same place (the same type, and pred at the same place in its
+        // page). Where it does not, they are written here and recorded; a masked call
+        // overwrites them, and forgets the record.
+        let m = buffers.m
+        let onesBytes = generalBlockLength &* MemoryLayout<R>.stride
+        if !masked && (header.pointee.onesAddress != Int(bitPattern: m) || header.pointee.onesBytes != onesBytes) {
+            m.initialize(repeating: 1, count: generalBlockLength)
+            header.pointee = ScratchHeader(onesAddress: Int(bitPattern: m), onesBytes: onesBytes)
+        }
         var start = 0
         while start < count {
             let length = min(generalBlockLength, count &- start)
-            body(start, length, (length &+ 15) & ~15, buffers)
+            let padded = (length &+ 15) & ~15
+            body(start, length, padded, buffers)
+            // stage gave the padding flag 0.
+            if !masked { for k in length..<padded { m[k] = 1 } }
             start &+= length
         }
+        if masked { header.pointee = ScratchHeader() }
     }
 }
 
@@ -401,7 +413,7 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
     let findSoftTargets = options.findSoftTargets
     // The lean logits forms need no valid flags (see stage).
     let leanLogits = options.logits && posWeight == 1 && smoothing == 0 && R.maskedLogit != nil
-    forEachRunBlock(input.count, pred: input.pred) { (start, length, padded, buffers: BlockBuffers<R>) in
+    forEachRunBlock(input.count, pred: input.pred, masked: input.mask != nil) { (start, length, padded, buffers: BlockBuffers<R>) in
         // Every loop works on locals: the closure's parameters and captures live in memory,
         // which any store through a pointer might change as far as LLVM knows, so it would
         // reload them at each step and not vectorize the loop.
@@ -768,7 +780,7 @@ private func runGradient<R: KernelReal, T: StoredElement>(
     let leanLogits = options.logits && posWeight == 1 && smoothing == 0 && R.maskedLogit != nil
     let isFlagged = input.mask != nil && !leanLogits
     var elementSum = SIMD8<Double>()
-    forEachRunBlock(input.count, pred: input.pred) { (start, length, padded, buffers: BlockBuffers<R>) in
+    forEachRunBlock(input.count, pred: input.pred, masked: input.mask != nil) { (start, length, padded, buffers: BlockBuffers<R>) in
         // Locals, not the closure's memory (see runStatistics). In place, pred is read from
         // the staged copy: the loops below write the gradient over it.
         let flagged = isFlagged

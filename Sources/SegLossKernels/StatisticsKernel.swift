@@ -1,4 +1,5 @@
 // StatisticsKernel — the per-chunk sums of the statistics pass (DESIGN §2, step 1).
+import SegLossKernelTypes
 
 /// The sums of one run of elements, in double. Every term is non-negative, so the sums
 /// carry no cancellation. A tuple, so that the same type is shared by every compiled
@@ -50,14 +51,16 @@ public func statisticsKernel(
 /// Calls `body(p, t, range, scratch)` for each block of `kernelBlockLength` elements in
 /// order: `p` and `t` point at the block's inputs (a zero-padded copy for a short last block:
 /// p = t = 0 adds nothing to any sum and is valid), `range` is the block's elements, and
-/// `scratch` is a block-sized float buffer on the stack.
+/// `scratch` is a block-sized float buffer (the thread's: see KernelScratch).
 @inline(__always)
 func forEachBlock(
     _ pred: UnsafePointer<Float>, _ target: UnsafePointer<Float>, _ count: Int,
     _ body: (UnsafePointer<Float>, UnsafePointer<Float>, Range<Int>, UnsafeMutablePointer<Float>) -> Void
 ) {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * kernelBlockLength) { buffer in
-        let scratch = buffer.baseAddress!
+    KernelScratch.with { header, buffer in
+        // These buffers may overlap the general kernels' flags.
+        header.pointee = ScratchHeader()
+        let scratch = buffer.bindMemory(to: Float.self, capacity: 3 * kernelBlockLength)
         let paddedPred = scratch + kernelBlockLength
         let paddedTarget = paddedPred + kernelBlockLength
         var start = 0

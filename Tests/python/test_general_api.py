@@ -593,6 +593,36 @@ def test_thread_count_does_not_change_results():
 
 
 @needs_general_api
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_results_do_not_depend_on_earlier_calls(dtype):
+    """A thread keeps its block buffers from call to call, and in them the valid flags (ones)
+    of an unmasked call, which a later call at the same place reuses (KernelScratch). A masked
+    call on the same arrays (whose flags are mostly 0), a run with a short last block (whose
+    padding gets flag 0), a call in the other pred type and a flat API call in between must
+    not change an unmasked call's bits. Label smoothing keeps the BCE terms in the form that
+    multiplies by the flags; these sizes stay on the calling thread."""
+    p, t, _ = cases.inputs((2, 3, 1024), seed=31, dtype=dtype)
+    mask = np.random.default_rng(32).random(p.shape) < 0.2
+    o = Options(label_smoothing=0.1, segments="sample_channel")
+    first = segloss.loss_and_grad(p, t, options=o, return_segments=True)
+    other = np.float64 if dtype == np.float32 else np.float32
+    p_other, t_other, _ = cases.inputs((2, 3, 1024), seed=33, dtype=other)
+    flat = p.reshape(-1)
+    between = {
+        "masked": lambda: segloss.loss_and_grad(p, t, mask, options=o),
+        "short last block": lambda: segloss.loss_and_grad(flat[:700], t.reshape(-1)[:700], options=o),
+        "other pred type": lambda: segloss.loss_and_grad(p_other, t_other, options=o),
+        "flat API": lambda: segloss.bce_dice_loss_and_grad(p.astype(np.float32), t.astype(np.float32)),
+    }
+    for name, call in between.items():
+        call()
+        again = segloss.loss_and_grad(p, t, options=o, return_segments=True)
+        assert again[0] == first[0], name
+        for got, expected in zip(again[1:], first[1:]):
+            np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+@needs_general_api
 def test_inputs_are_not_modified():
     p, t, m = cases.inputs((2, 3, 4), seed=10, mask_kind="element")
     copies = p.copy(), t.copy(), m.copy()
