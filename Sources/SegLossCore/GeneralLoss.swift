@@ -402,6 +402,8 @@ public struct GeneralLoss: Sendable {
 struct WorkPlan {
     let runs: Int
     let spatial: Int
+    /// The call's chunk length (ChunkPlan.chunkLength).
+    let chunk: Int
     let singleChannel: Bool
     let piecesPerRun: Int   // > 0 for long runs
     let runsPerItem: Int    // > 0 for short runs
@@ -409,7 +411,8 @@ struct WorkPlan {
     let sameSegment: (Int, Int) -> Bool
 
     init(shape: TensorShape, sameSegment: @escaping (Int, Int) -> Bool) {
-        let chunk = ChunkPlan.chunkLength
+        let chunk = ChunkPlan.chunkLength(count: shape.count)
+        self.chunk = chunk
         runs = shape.runs
         spatial = shape.spatial
         singleChannel = shape.channels == 1
@@ -434,8 +437,8 @@ struct WorkPlan {
         if piecesPerRun > 0 {
             let run = item / piecesPerRun
             let piece = item &- run &* piecesPerRun
-            let offset = piece &* ChunkPlan.chunkLength
-            body(run, run &* spatial &+ offset, min(ChunkPlan.chunkLength, spatial &- offset))
+            let offset = piece &* chunk
+            body(run, run &* spatial &+ offset, min(chunk, spatial &- offset))
             return
         }
         let firstRun = item &* runsPerItem

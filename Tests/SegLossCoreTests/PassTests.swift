@@ -59,8 +59,10 @@ struct LevelAndCount: Sendable, CustomTestStringConvertible {
 
 /// Counts crossing the 256-element blocks, the 16384-element chunks, the parallel threshold
 /// (4 chunks) and, at 2_113_537 = 129 chunks + 1, many chunks for the threads to claim in runs
-/// (ParallelTests checks the rounds of chunk results with a cheaper chunk).
-let passCounts = [1, 255, 257, 16_384, 16_385, 65_537, 2_113_537]
+/// (ParallelTests checks the rounds of chunk results with a cheaper chunk); 4_259_841 = 65
+/// chunks of 65,536 + 1, the longer chunks of counts from 2^22 on.
+let passCounts = [1, 255, 257, 16_384, 16_385, 65_537, 2_113_537, longChunkCount]
+let longChunkCount = 4_259_841
 let passArguments: [LevelAndCount] = runnableLevels.flatMap { level in passCounts.map { LevelAndCount(level: level, count: $0) } }
 
 @Suite("Statistics and gradient passes")
@@ -106,7 +108,9 @@ struct PassTests {
     /// whether or not the statistics pass promises that every target is 0 or 1 (it promises
     /// only when none is soft), for any thread count.
     @Test("gradientPass's BCE sum is bitwise the statisticsPass's, with and without the hard-target promise",
-          arguments: passArguments.filter { $0.count < 100_000 })
+          arguments: passArguments.filter {
+              $0.count < 100_000 || ($0.count == longChunkCount && $0.level.name == KernelLevel.active.name)
+          })
     func elementSum(argument: LevelAndCount) throws {
         let count = argument.count
         let (pred, mixed) = mixedInputs(count: count, seed: UInt32(count) &+ 5)

@@ -593,6 +593,43 @@ def test_thread_count_does_not_change_results():
 
 
 @needs_general_api
+@pytest.mark.parametrize("input_kind", ["logits", "probabilities"])
+def test_long_chunks_keep_the_results_of_any_thread_count_and_function(input_kind):
+    """From 2^22 elements on a call's chunks are 65,536 elements long (4,206,598 here: runs of
+    64 chunks and a short one): the thread count still changes no bit, the three functions
+    agree bitwise, and the loss is a float64 computation's."""
+    shape = (1, 2, (1 << 21) + 7)
+    p, t, _ = cases.inputs(shape, seed=41, input_kind=input_kind, dtype=np.float32, empty=False)
+    o = Options(input=input_kind, segments="channel", label_smoothing=0.05 if input_kind == "logits" else 0.0)
+    before = segloss.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            segloss.set_num_threads(threads)
+            results.append(segloss.loss_and_grad(p, t, options=o, return_segments=True))
+        forward = segloss.loss(p, t, options=o)
+        backward = segloss.loss_grad(p, t, options=o)
+    finally:
+        segloss.set_num_threads(before)
+    for result in results[1:]:
+        assert result[0] == results[0][0]
+        for got, expected in zip(result[1:], results[0][1:]):
+            np.testing.assert_array_equal(got, expected)
+    assert forward == results[0][0]
+    np.testing.assert_array_equal(backward, results[0][1])
+    # The float64 loss of these options, in numpy (the reference module is per element).
+    x, smoothing = p.astype(np.float64), o.label_smoothing
+    if input_kind == "logits":
+        q, ts = 1 / (1 + np.exp(-x)), t * (1 - smoothing) + smoothing / 2
+        bce = np.mean((1 - ts) * x + np.logaddexp(0, -x))
+    else:
+        q = x
+        bce = np.mean(-(t * np.maximum(np.log(q), -100) + (1 - t) * np.maximum(np.log1p(-q), -100)))
+    dice = 1 - (2 * (q * t).sum(axis=2) + 1) / (q.sum(axis=2) + t.sum(axis=2) + 1)
+    assert results[0][0] == pytest.approx(0.5 * bce + 0.5 * dice.mean(), rel=1e-6)
+
+
+@needs_general_api
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_results_do_not_depend_on_earlier_calls(dtype):
     """A thread keeps its block buffers from call to call, and in them the valid flags (ones)
