@@ -578,18 +578,24 @@ def test_thread_count_does_not_change_results():
     p, t, m = cases.inputs((2, 3, 160, 160), seed=9, mask_kind="pixel", input_kind="logits",
                            dtype=np.float32)
     o = Options(input="logits", segments="sample_channel", region_term="tversky", alpha=0.3, beta=0.7)
+    results_of_thread_counts(lambda: segloss.loss_and_grad(p, t, m, options=o, return_segments=True))
+
+
+def results_of_thread_counts(call, counts=(1, 2, 3)):
+    """call()'s results with each thread count, checked bitwise equal; the first."""
     before = segloss.get_num_threads()
     try:
         results = []
-        for threads in (1, 2, 3):
+        for threads in counts:
             segloss.set_num_threads(threads)
-            results.append(segloss.loss_and_grad(p, t, m, options=o, return_segments=True))
+            results.append(call())
     finally:
         segloss.set_num_threads(before)
     for result in results[1:]:
         assert result[0] == results[0][0]
         for got, expected in zip(result[1:], results[0][1:]):
             np.testing.assert_array_equal(got, expected)
+    return results[0]
 
 
 @needs_general_api
@@ -601,22 +607,9 @@ def test_long_chunks_keep_the_results_of_any_thread_count_and_function(input_kin
     shape = (1, 2, (1 << 21) + 7)
     p, t, _ = cases.inputs(shape, seed=41, input_kind=input_kind, dtype=np.float32, empty=False)
     o = Options(input=input_kind, segments="channel", label_smoothing=0.05 if input_kind == "logits" else 0.0)
-    before = segloss.get_num_threads()
-    try:
-        results = []
-        for threads in (1, 2, 3):
-            segloss.set_num_threads(threads)
-            results.append(segloss.loss_and_grad(p, t, options=o, return_segments=True))
-        forward = segloss.loss(p, t, options=o)
-        backward = segloss.loss_grad(p, t, options=o)
-    finally:
-        segloss.set_num_threads(before)
-    for result in results[1:]:
-        assert result[0] == results[0][0]
-        for got, expected in zip(result[1:], results[0][1:]):
-            np.testing.assert_array_equal(got, expected)
-    assert forward == results[0][0]
-    np.testing.assert_array_equal(backward, results[0][1])
+    fused = results_of_thread_counts(lambda: segloss.loss_and_grad(p, t, options=o, return_segments=True))
+    assert segloss.loss(p, t, options=o) == fused[0]
+    np.testing.assert_array_equal(segloss.loss_grad(p, t, options=o), fused[1])
     # The float64 loss of these options, in numpy (the reference module is per element).
     x, smoothing = p.astype(np.float64), o.label_smoothing
     if input_kind == "logits":
@@ -626,7 +619,7 @@ def test_long_chunks_keep_the_results_of_any_thread_count_and_function(input_kin
         q = x
         bce = np.mean(-(t * np.maximum(np.log(q), -100) + (1 - t) * np.maximum(np.log1p(-q), -100)))
     dice = 1 - (2 * (q * t).sum(axis=2) + 1) / (q.sum(axis=2) + t.sum(axis=2) + 1)
-    assert results[0][0] == pytest.approx(0.5 * bce + 0.5 * dice.mean(), rel=1e-6)
+    assert fused[0] == pytest.approx(0.5 * bce + 0.5 * dice.mean(), rel=1e-6)
 
 
 @needs_general_api
