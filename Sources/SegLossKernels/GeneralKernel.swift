@@ -834,18 +834,29 @@ private func runGradient<R: KernelReal, T: StoredElement>(
             // sum, as blockElementSum computes them (the statistics pass's bits); masked
             // elements' terms times their flag 0, the padding's 0 (and its e, for the lean
             // terms' product of logs).
-            @inline(__always) func termsAndGradient(lean: Bool, plain: Bool, useMask: Bool, linear: Bool = false) {
+            //
+            // `noNegativeZero`: the plain form with elementScale > 0 never gives -0, so it needs
+            // no + 0. Its g = fma(r, s, elementScale·(sigmoid - t)) is -0 only if both parts
+            // are; sigmoid is never -0 and t is at most 1, so sigmoid - t is -0 never and
+            // elementScale·(sigmoid - t) not for a positive scale. (A negative grad_loss makes
+            // the scale negative.)
+            @inline(__always) func termsAndGradient(
+                lean: Bool, plain: Bool, useMask: Bool, linear: Bool = false, noNegativeZero: Bool = false
+            ) {
                 for k in 0..<length {
                     let x = b.raw[k], t = b.t[k], a = b.e[k]
                     let term = logitsElementTerm(x, t, a, posWeight, smoothing, lean: lean)
                     let g = logitsGradient(x, t, a, plain: plain, linear: linear)
                     b.terms[k] = useMask ? term * b.m[k] : term
-                    out.storeBytes(of: (useMask ? g * b.m[k] : g) + 0, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
+                    let stored = noNegativeZero ? g : (useMask ? g * b.m[k] : g) + 0
+                    out.storeBytes(of: stored, toByteOffset: k &* MemoryLayout<R>.stride, as: R.self)
                 }
             }
             switch (lean, plain, flagged) {
             case (true, true, true) where linear:
                 termsAndGradient(lean: true, plain: true, useMask: true, linear: true)
+            case (true, true, false) where linear && elementScale > 0:
+                termsAndGradient(lean: true, plain: true, useMask: false, linear: true, noNegativeZero: true)
             case (true, true, false) where linear:
                 termsAndGradient(lean: true, plain: true, useMask: false, linear: true)
             case (true, true, true): termsAndGradient(lean: true, plain: true, useMask: true)

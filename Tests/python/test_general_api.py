@@ -549,6 +549,25 @@ def test_grad_loss_scales_the_gradient(dtype):
 
 
 @needs_general_api
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zero_gradients_are_positive_zeros(dtype):
+    """Saturated logits (sigma' = 0) whose sigmoid equals their target have gradient 0: +0.0
+    always, with a negative grad_loss too (its products would give -0.0 without the kernels'
+    + 0), in the fused call (whose plain logits loop leaves the + 0 out where it cannot
+    matter) and the backward one; targets -0.0 included."""
+    x = np.array([800.0, -800.0, 1000.0, -760.0, 0.3, -0.7] * 43, dtype)
+    t = np.array([1.0, 0.0, 1.0, -0.0, 1.0, 0.0] * 43, dtype)
+    saturated = np.abs(x) > 750
+    o = Options(input="logits")
+    grads = {"fused": segloss.loss_and_grad(x, t, options=o)[1]}
+    for grad_loss in (1.0, -1.0, -2.5):
+        grads[f"backward, grad_loss {grad_loss}"] = segloss.loss_grad(x, t, options=o, grad_loss=grad_loss)
+    for name, grad in grads.items():
+        assert np.all(grad[saturated] == 0), name
+        assert not np.any(np.signbit(grad[saturated])), name
+
+
+@needs_general_api
 @pytest.mark.parametrize("shape", [(1, 1, 4), (1, 4), (4,), (1, 1, 2, 2), (1, 1, 1, 1, 4)])
 def test_shapes_of_one_sample_and_channel_are_the_flat_tensor(shape):
     value, grad = segloss.loss_and_grad(PRED.reshape(shape), TARGET.reshape(shape))
