@@ -375,15 +375,17 @@ private func forEachRunBlock<R: KernelReal>(
         let page = 4096, place = 1024
         let shift = (place &+ Int(bitPattern: pred) &- Int(bitPattern: base)) & (page &- 1) & ~63
         let buffers = BlockBuffers((base + shift).bindMemory(to: R.self, capacity: BlockBuffers<R>.capacity))
-        // The flags of an unmasked call: ones, which the scratch keeps from the last call
-        // that put them at the same place (the same type, and pred at the same place in its
-        // page). Where it does not, they are written here and recorded; a masked call
-        // overwrites them, and forgets the record.
+        // The flags start as ones: stage overwrites a block's with the mask's, or the padding's
+        // with 0, and the lean logits terms' product reads them past the padding, up to a
+        // multiple of 64 (leanLogitsLanes). An unmasked call finds them in the scratch where
+        // the last call that wrote them put them at the same place (the same type, and pred
+        // at the same place in its page), as the header records; otherwise they are written
+        // here, and recorded unless a mask will overwrite them.
         let m = buffers.m
         let onesBytes = generalBlockLength &* MemoryLayout<R>.stride
-        if !masked && (header.pointee.onesAddress != Int(bitPattern: m) || header.pointee.onesBytes != onesBytes) {
+        if masked || header.pointee.onesAddress != Int(bitPattern: m) || header.pointee.onesBytes != onesBytes {
             m.initialize(repeating: 1, count: generalBlockLength)
-            header.pointee = ScratchHeader(onesAddress: Int(bitPattern: m), onesBytes: onesBytes)
+            header.pointee = masked ? ScratchHeader() : ScratchHeader(onesAddress: Int(bitPattern: m), onesBytes: onesBytes)
         }
         var start = 0
         while start < count {
@@ -394,7 +396,6 @@ private func forEachRunBlock<R: KernelReal>(
             if !masked { for k in length..<padded { m[k] = 1 } }
             start &+= length
         }
-        if masked { header.pointee = ScratchHeader() }
     }
 }
 

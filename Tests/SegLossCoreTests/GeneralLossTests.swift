@@ -172,7 +172,66 @@ let generalCases: [GeneralCase] = {
     return cases
 }()
 
+/// Cases for the scratch test beside generalCases: the lean logits forms (pos_weight 1, no
+/// smoothing) with masks and short runs, whose terms' product reads the valid flags past a
+/// block's padding.
+let scratchCases: [GeneralCase] = {
+    var o = LossOptions()
+    o.logits = true
+    o.segments = .sampleChannel
+    return [
+        GeneralCase(name: "lean logits float64, per-pixel mask, uint8 target, runs of 5",
+                    options: o, batch: 2, channels: 3, spatial: 5, predType: .float64, targetType: .uint8,
+                    mask: .perPixel),
+        GeneralCase(name: "lean logits float32, per-element mask, runs of 700",
+                    options: o, batch: 2, channels: 2, spatial: 700, mask: .perElement),
+        GeneralCase(name: "lean logits float32, no mask, runs of 37", options: o, batch: 3, channels: 2, spatial: 37),
+        GeneralCase(name: "lean logits float64, no mask, runs of 600", options: o, batch: 1, channels: 2, spatial: 600,
+                    predType: .float64),
+    ]
+}()
+
+/// Fills the calling thread's kernel scratch with NaN bytes and forgets what it recorded.
+func poisonScratch() {
+    KernelScratch.with { header, base in
+        header.pointee = ScratchHeader()
+        base.initializeMemory(as: UInt8.self, repeating: 0xFF, count: KernelScratch.capacity)
+    }
+}
+
 @Suite struct GeneralLossTests {
+    /// The kernels' block buffers are the thread's scratch, kept from call to call: no call
+    /// may read there what it did not write. With the scratch filled with NaN bytes first,
+    /// every case gives the bits it gives otherwise, twice in a row (the second call finds
+    /// the flags the first left). One thread: every chunk runs on this one.
+    /// The forward and backward calls too (the forward sums the element terms in its
+    /// statistics pass, the backward has no element sum).
+    @Test(arguments: generalCases + scratchCases)
+    func resultsDoNotDependOnTheScratch(_ c: GeneralCase) throws {
+        let inputs = GeneralInputs(c)
+        let loss = try GeneralLoss(options: c.options, shape: c.shape, threads: 1, allowsSeedPath: false)
+        func forwardAndBackward() throws -> (UInt64, [UInt8]) {
+            var grad = [UInt8](repeating: 0xAB, count: inputs.pred.count)
+            return try inputs.with(c.shape) { x in
+                let value = try loss.forwardCall(x)
+                try grad.withUnsafeMutableBytes { try loss.backwardCall(x, gradLoss: 0.75, into: $0.baseAddress!) }
+                return (value.bitPattern, grad)
+            }
+        }
+        let clean = try runGeneral(c, inputs, threads: 1)
+        let cleanApart = try forwardAndBackward()
+        #expect(!Double(bitPattern: clean.loss).isNaN)
+        for call in ["after the scratch was poisoned", "the second call"] {
+            if call != "the second call" { poisonScratch() }
+            #expect(try runGeneral(c, inputs, threads: 1) == clean, "fused, \(call)")
+        }
+        for call in ["after the scratch was poisoned", "the second call"] {
+            if call != "the second call" { poisonScratch() }
+            let apart = try forwardAndBackward()
+            #expect(apart.0 == cleanApart.0 && apart.1 == cleanApart.1, "forward and backward, \(call)")
+        }
+    }
+
     @Test(arguments: generalCases)
     func threadCountDoesNotChangeBits(_ c: GeneralCase) throws {
         let inputs = GeneralInputs(c)
