@@ -44,11 +44,12 @@ extension String {
 struct ChunkPlan {
     /// Elements per chunk (a multiple of the kernels' block length) of a call over `count`
     /// elements: 16,384, and 65,536 from `longChunksFrom` elements up. Work per chunk beyond
-    /// its elements' cost little in cache but more at 16M elements, where fewer, longer chunks
+    /// its elements costs little in cache but more at 16M elements, where fewer, longer chunks
     /// made the general logits and batch Dice per channel calls 4-6% faster on two threads
-    /// (×0.936-0.960 and ×0.916-0.957 on the benchmark's three layouts; 1.5-4% at 4M), while
-    /// at 1M elements 65,536 left too few chunks to share (logits 4% slower). From the count
-    /// alone, so a call's chunks, and so its bits, never depend on the thread count.
+    /// (×0.938-0.960 and ×0.935-0.957 on the benchmark's three layouts, in rounds whose floor
+    /// ran fast; 1.5-4% at 4M), while at 1M elements 65,536 left too few chunks to share
+    /// (logits 4% slower). From the count alone, so a call's chunks, and so its bits, never
+    /// depend on the thread count.
     static func chunkLength(count: Int) -> Int { count >= longChunksFrom ? 65_536 : 16_384 }
     static let longChunksFrom = 1 << 22
     /// Below this many chunks a call stays on the calling thread: waking workers would cost
