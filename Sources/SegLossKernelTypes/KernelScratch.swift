@@ -27,9 +27,9 @@ public struct ScratchHeader {
 /// A thread's scratch: allocated on its first kernel call, reused by every later one, freed
 /// when the thread exits.
 ///
-/// Why not a buffer per call: a call is one chunk (16,384 elements), and each took its
-/// buffers from the heap (Swift's temporary allocation puts more than 1 KB there) and wrote
-/// its valid flags anew (2 KB of stores). At 16M elements that cost more than its arithmetic
+/// Why not a buffer per call: a call is one chunk (then always 16,384 elements), and each
+/// took its buffers from the heap (Swift's temporary allocation puts more than 1 KB there)
+/// and wrote its valid flags anew (2 KB of stores). At 16M elements that cost more than its arithmetic
 /// suggests (in cache, under 1%): measured in one process against the per-call buffers,
 /// 16M elements, calls interleaved with the builds' order rotated, the logits call took
 /// ×0.958–0.968 the time on two threads in the rounds whose floor ran fast (on the three
@@ -39,7 +39,8 @@ public struct ScratchHeader {
 /// thread saved 2% more.)
 public enum KernelScratch {
     /// Bytes of buffer space after the header: the general kernels' seven buffers of 512
-    /// doubles and a page to place them in (see forEachRunBlock); the flat kernels use less.
+    /// (generalBlockLength) doubles and a page to place them in (see forEachRunBlock, which
+    /// asserts that they fit); the flat kernels use less.
     public static let capacity = 7 * 512 * MemoryLayout<Double>.stride + 4096
 
     /// The header's place before the buffer space (which starts on a 64-byte line).

@@ -360,9 +360,9 @@ private func validCount(_ mask: UnsafePointer<UInt8>, _ length: Int) -> Int {
 private func forEachRunBlock<R: KernelReal>(
     _ count: Int, pred: UnsafeRawPointer, masked: Bool, _ body: (Int, Int, Int, BlockBuffers<R>) -> Void
 ) {
-    // On whole 64-byte lines: where the stack put them otherwise moved with the size of the
-    // process's environment, and a buffer vector that straddles two lines costs two loads or
-    // stores (the masked logits call ran 7% slower with them 16 bytes off).
+    // On whole 64-byte lines: a buffer vector that straddles two lines costs two loads or
+    // stores (the masked logits call ran 7% slower with them 16 bytes off, when they were on
+    // the stack, where their place moved with the size of the process's environment).
     //
     // And 1 KB past pred's place in a 4 KB page: where they fell within a page relative to
     // the caller's arrays cost up to 5% at 16M elements (a dependence on the low 12 address
@@ -374,6 +374,7 @@ private func forEachRunBlock<R: KernelReal>(
     KernelScratch.with { header, base in
         let page = 4096, place = 1024
         let shift = (place &+ Int(bitPattern: pred) &- Int(bitPattern: base)) & (page &- 1) & ~63
+        assert(shift &+ BlockBuffers<R>.capacity &* MemoryLayout<R>.stride <= KernelScratch.capacity)
         let buffers = BlockBuffers((base + shift).bindMemory(to: R.self, capacity: BlockBuffers<R>.capacity))
         // The flags start as ones: stage overwrites a block's with the mask's, or the padding's
         // with 0, and the lean logits terms' product reads them past the padding, up to a
@@ -838,9 +839,9 @@ private func runGradient<R: KernelReal, T: StoredElement>(
             //
             // `noNegativeZero`: the plain form with elementScale > 0 never gives -0, so it needs
             // no + 0. Its g = fma(r, s, elementScale·(sigmoid - t)) is -0 only if both parts
-            // are; sigmoid is never -0 and t is at most 1, so sigmoid - t is -0 never and
-            // elementScale·(sigmoid - t) not for a positive scale. (A negative grad_loss makes
-            // the scale negative.)
+            // are. A difference is -0 only for -0 minus +0, and sigmoid is never -0, so
+            // sigmoid - t is never -0, nor its product with a positive scale. (A negative
+            // grad_loss makes the scale negative.)
             @inline(__always) func termsAndGradient(
                 lean: Bool, plain: Bool, useMask: Bool, linear: Bool = false, noNegativeZero: Bool = false
             ) {

@@ -58,7 +58,8 @@ func forEachBlock(
     _ body: (UnsafePointer<Float>, UnsafePointer<Float>, Range<Int>, UnsafeMutablePointer<Float>) -> Void
 ) {
     KernelScratch.with { header, buffer in
-        // These buffers may overlap the general kernels' flags.
+        // These 3 KB lie below the general kernels' flags (8 KB in at least) as the layouts
+        // stand; forgetting the record keeps a change to either layout from mattering.
         header.pointee = ScratchHeader()
         let scratch = buffer.bindMemory(to: Float.self, capacity: 3 * kernelBlockLength)
         let paddedPred = scratch + kernelBlockLength
