@@ -7,6 +7,8 @@
 //                                are symlinks to this one) and chosen at load time
 //   Sources/SegLossKernelTypes   the values the kernels take and return, shared by every level
 //   Sources/CPUFeatures          one C function: which instruction-set level this CPU runs
+//   Sources/CVectorMath          static inline C on 16-float vectors for the AVX-512 kernels
+//                                (a lane permute Swift cannot spell)
 //   Sources/SegLossCore          pure Swift: the passes, the parallel driver, the losses
 //   Sources/SegLoss              the ABI: @_cdecl functions only
 import PackageDescription
@@ -17,7 +19,9 @@ let kernelLevels: [(target: String, flags: [String])] = [
     ("SegLossKernelsAVX2", ["-target-cpu", "haswell"]),
     // LLVM's tuning for this CPU prefers 256-bit vectors; the kernels' loops are throughput-
     // bound arithmetic, twice as fast in 512-bit registers (16 floats).
-    ("SegLossKernelsAVX512", ["-target-cpu", "skylake-avx512", "-Xllvm", "-force-vector-width=16"]),
+    // SEGLOSS_AVX512: the kernels use vector_math.h (Sources/CVectorMath) at this level.
+    ("SegLossKernelsAVX512", ["-target-cpu", "skylake-avx512", "-Xllvm", "-force-vector-width=16",
+                              "-DSEGLOSS_AVX512"]),
 ]
 #else
 let kernelLevels: [(target: String, flags: [String])] = []
@@ -26,7 +30,7 @@ let kernelLevels: [(target: String, flags: [String])] = []
 let kernelTargets: [Target] = kernelLevels.map { level in
     .target(
         name: level.target,
-        dependencies: ["SegLossKernelTypes"],
+        dependencies: ["SegLossKernelTypes", "CVectorMath"],
         swiftSettings: [.unsafeFlags(level.flags), .define("SEGLOSS_FMA")]
     )
 }
@@ -38,7 +42,8 @@ let package = Package(
     ],
     targets: kernelTargets + [
         .target(name: "SegLossKernelTypes"),
-        .target(name: "SegLossKernels", dependencies: ["SegLossKernelTypes"]),
+        .target(name: "SegLossKernels", dependencies: ["SegLossKernelTypes", "CVectorMath"]),
+        .target(name: "CVectorMath"),
         .target(name: "CPUFeatures"),
         .target(
             name: "SegLossCore",

@@ -14,6 +14,9 @@ import Musl
 import Darwin
 #endif
 import SegLossKernelTypes
+#if SEGLOSS_AVX512
+import CVectorMath
+#endif
 
 /// The sums of one run (`input.count` > 0). Masked elements add nothing and are not checked.
 @inline(never)
@@ -98,6 +101,17 @@ protocol KernelReal: BinaryFloatingPoint, SIMDScalar, Codable, StoredElement {
     /// `negativeInfinityBits` exactly when x is finite (every NaN with the sign set is above).
     static func bits(ofNonPositive y: Self) -> Bits
     static var negativeInfinityBits: Bits { get }
+    /// Whether the logits loops take e^-|x| from `vectorExponentials`, 16 lanes at a time,
+    /// rather than from `exponentialOfNonPositive` (float at the AVX-512 level: see there).
+    static var hasVectorExponentials: Bool { get }
+    /// e[k] = e^-|raw[k]| for k < count rounded up to 16, raw[k] copied into `copy[k]` where
+    /// one is given; with `t`, t[k] likewise into `copyT`, and returns the largest
+    /// `bits(ofNonPositive: -|raw[k]|)` and `unitIntervalBits(t[k])` (else 0s). Only where
+    /// `hasVectorExponentials`.
+    static func vectorExponentials(
+        _ raw: UnsafeMutablePointer<Self>, _ e: UnsafeMutablePointer<Self>, _ count: Int,
+        copy: UnsafeMutablePointer<Self>?, t: UnsafeMutablePointer<Self>?, copyT: UnsafeMutablePointer<Self>?
+    ) -> (largest: Bits, largestTarget: Bits)
     /// The lanes' pairwise sums (lane i and lane i + 8) in double.
     static func widen(_ lanes: SIMD16<Self>) -> SIMD8<Double>
 }
@@ -150,6 +164,45 @@ extension Float: KernelReal {
         return (log, (product + 0).bitPattern)
     }
     @inline(__always) static func exponentialOfNonPositive(_ x: Float) -> Float { expOfNonPositiveApprox(x) }
+    /// At the AVX-512 level the exponentials come from a 16-entry table of 2^(j/16) in a
+    /// register, looked up by a lane permute, and a polynomial of degree 3 (vector_math.h):
+    /// four multiply-adds where expOfNonPositiveApprox takes six, on the loops that bound the
+    /// logits calls (their multiply-adds, one a cycle). At most 1.07 ulp where
+    /// expOfNonPositiveApprox is 0.89 (VectorMathTests). Other levels have no lane permute
+    /// (AVX2's holds 8 lanes), and a table read lane by lane is a gather, slower than the
+    /// two multiply-adds it saves.
+    static var hasVectorExponentials: Bool {
+        #if SEGLOSS_AVX512
+        return true
+        #else
+        return false
+        #endif
+    }
+    @inline(__always) static func vectorExponentials(
+        _ raw: UnsafeMutablePointer<Float>, _ e: UnsafeMutablePointer<Float>, _ count: Int,
+        copy: UnsafeMutablePointer<Float>?, t: UnsafeMutablePointer<Float>?, copyT: UnsafeMutablePointer<Float>?
+    ) -> (largest: UInt32, largestTarget: UInt32) {
+        #if SEGLOSS_AVX512
+        typealias Lanes = SIMD16<Float>
+        var largest = SIMD16<UInt32>(), largestTarget = SIMD16<UInt32>()
+        var k = 0
+        while k < count {
+            let x = UnsafeRawPointer(raw + k).loadUnaligned(as: Lanes.self)
+            if let copy { UnsafeMutableRawPointer(copy + k).storeBytes(of: x, as: Lanes.self) }
+            if let t {
+                let y = UnsafeRawPointer(t + k).loadUnaligned(as: Lanes.self)
+                if let copyT { UnsafeMutableRawPointer(copyT + k).storeBytes(of: y, as: Lanes.self) }
+                largest = segloss_max_negative_magnitude_bits16(largest, x)
+                largestTarget = segloss_max_unit_bits16(largestTarget, y)
+            }
+            UnsafeMutableRawPointer(e + k).storeBytes(of: expOfNegativeMagnitudeLanes(x), as: Lanes.self)
+            k &+= 16
+        }
+        return (segloss_reduce_max16(largest), segloss_reduce_max16(largestTarget))
+        #else
+        return (0, 0)
+        #endif
+    }
     /// expOfNonPositiveApprox is 0 below -87.34, with no subnormal arithmetic.
     static var maskedLogit: Float? { -1000 }
     @inline(__always) static func fusedMultiplyAdd(_ a: Float, _ b: Float, _ c: Float) -> Float {
@@ -196,6 +249,11 @@ extension Double: KernelReal {
     /// None: the C library's exp reaches 0 through its underflow path, which costs tens of
     /// nanoseconds an element (a subnormal product).
     static var maskedLogit: Double? { nil }
+    static var hasVectorExponentials: Bool { false }
+    static func vectorExponentials(
+        _: UnsafeMutablePointer<Double>, _: UnsafeMutablePointer<Double>, _: Int,
+        copy: UnsafeMutablePointer<Double>?, t: UnsafeMutablePointer<Double>?, copyT: UnsafeMutablePointer<Double>?
+    ) -> (largest: UInt64, largestTarget: UInt64) { (0, 0) }
     @inline(__always) static func fusedMultiplyAdd(_ a: Double, _ b: Double, _ c: Double) -> Double {
         #if SEGLOSS_FMA || arch(arm64)
         return c.addingProduct(a, b)
@@ -553,6 +611,13 @@ private func sigmoidLoops<R: KernelReal>(
     // One loop for each, so that neither tests the flag at each step.
     @inline(__always) func exponentials(copying: Bool) {
         let raw = staged.raw, t = staged.t, e = staged.e, ownRaw = staged.ownRaw, ownT = staged.ownT
+        if R.hasVectorExponentials {
+            let bits = R.vectorExponentials(raw, e, padded, copy: copying ? ownRaw : nil, t: t,
+                                            copyT: copying ? ownT : nil)
+            largest = bits.largest
+            largestTarget = Swift.max(largestTarget, bits.largestTarget)
+            return
+        }
         for k in 0..<padded {
             let x = raw[k], y = t[k]
             if copying {
@@ -832,7 +897,17 @@ private func runGradient<R: KernelReal, T: StoredElement>(
             // sigmoidLoops, which also copies the logits where they span lines (the loop after
             // it reads them again; the targets it reads once).
             let raw = staged.raw, e = staged.e, ownRaw = staged.ownRaw
-            if staged.spansLines(target: false) {
+            if R.hasVectorExponentials {
+                // Up to `length` rounded up to 16: e then holds meaningless values past
+                // `length`, which no loop below reads before the element terms' loop zeroes
+                // them (and raw is read that far only where it is staged or the block whole).
+                if staged.spansLines(target: false) {
+                    _ = R.vectorExponentials(raw, e, length, copy: ownRaw, t: nil, copyT: nil)
+                    staged.useOwnBuffers(target: false)
+                } else {
+                    _ = R.vectorExponentials(raw, e, length, copy: nil, t: nil, copyT: nil)
+                }
+            } else if staged.spansLines(target: false) {
                 for k in 0..<length {
                     let x = raw[k]
                     ownRaw[k] = x

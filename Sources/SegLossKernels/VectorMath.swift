@@ -20,8 +20,23 @@
 //   logOfClassPairApprox: log(q1) + log(q2) (q = p or 1 - p, p in [0, 1]) as one log: at
 //                        most 1.5 ulp of the sum where the product of the q's is normal, FMA
 //                        levels (1.21 over 12 million sampled pairs; not exhaustive)
+//   expOfNegativeMagnitudeLanes (AVX-512 level only): e^-|x| on 16 lanes, at most 1.07 ulp
+//                        where e^-|x| is normal (1.0685 at x = -0x1.155374p-1), 0 where not
 // where an ulp is that of the float32 result. exp and sigmoid are for the logits forms of
 // the losses (sigmoid applied inside the loss).
+
+#if SEGLOSS_AVX512
+import CVectorMath
+
+/// e^-|x| lane by lane, 0 where -|x| < -0x1.5d589ep6 (as expOfNonPositiveApprox), for the
+/// float logits kernels at the AVX-512 level: by a table of 2^(j/16) looked up with a lane
+/// permute, which Swift reaches only through C (Sources/CVectorMath/include/vector_math.h).
+/// NaN lanes give unspecified values.
+@inline(__always)
+public func expOfNegativeMagnitudeLanes(_ x: SIMD16<Float>) -> SIMD16<Float> {
+    segloss_exp_negative_magnitude16(x)
+}
+#endif
 
 /// a * b + c, fused where the CPU level compiled for has FMA.
 @inline(__always)

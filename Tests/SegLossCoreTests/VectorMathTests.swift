@@ -7,6 +7,7 @@
 //   log1pOfUnitApprox   <= 1.75 ulp over [0, 1]
 //   sigmoidApprox       <= 3 ulp over [-87, 87]
 //   logOfClassPairApprox <= 1.5 ulp for pairs of BCE logs whose product is normal (sampled)
+//   expOfNegativeMagnitudeLanes (AVX-512 level) <= 1.07 ulp where e^-|x| is normal, else 0
 //
 // Error unit: ulps of the float32 result, |approx - exact| / 2^(floor(log2 |exact|) - 23)
 // (2^-149 for results in the subnormal range), `exact` computed in double from the float32
@@ -32,9 +33,14 @@
 //                       -26.68565 (0xc1d57c36)
 //   log1pOfUnitApprox   baseline 1.7124 (x = 0x3f7783d0), avx2/avx512 1.3940 (x = 0x3f7aa6c3)
 //   sigmoidApprox       2.481 on every level (x = -16.635704, 0xc18515ec)
+//   expOfNegativeMagnitudeLanes  1.0685 at x = -0x1.155374p-1 (0xbf0aa9ba), every
+//                       non-positive float (a C build of vector_math.h's function)
 import Foundation
 import SegLossCore
 import Testing
+#if canImport(SegLossKernelsAVX512)
+import SegLossKernelsAVX512
+#endif
 
 /// A range of float32 bit patterns, inclusive.
 struct BitRange: Sendable {
@@ -62,6 +68,26 @@ struct ULPMeasurement: CustomStringConvertible {
     var description: String {
         "max \(maxError) ulp at x = \(worstInput) (0x\(String(worstInput.bitPattern, radix: 16)), got \(worstResult)) over \(evaluated) inputs"
     }
+}
+
+/// Calls `body` with every `stride`th bit pattern from -0 down to -infinity, 8 at each end of
+/// every binade, every one within 2^16 patterns of the threshold -0x1.5d589ep6 below which
+/// the kernels' e^x is 0, and -infinity: the non-positive inputs of the exponential tests.
+func forEachNonPositivePattern(stride: UInt32, _ body: (UInt32) -> Void) {
+    var bits: UInt32 = 0x8000_0000
+    while bits <= 0xFF80_0000 {
+        body(bits)
+        bits += stride
+    }
+    for exponent: UInt32 in 0...254 {
+        for offset: UInt32 in 0..<8 {
+            body(0x8000_0000 | exponent << 23 | offset)
+            body(0x8000_0000 | exponent << 23 | (0x7F_FFFF - offset))
+        }
+    }
+    let threshold = Float(-0x1.5d589ep6).bitPattern
+    for bits in threshold - 0x1_0000...threshold + 0x1_0000 { body(bits) }
+    body(0xFF80_0000)
 }
 
 /// The error of `approx` in ulps of the float32 result `exact`.
@@ -284,23 +310,74 @@ struct VectorMathTests {
                 if first == nil { first = x }
             }
         }
-        var bits: UInt32 = 0x8000_0000
-        while bits <= 0xFF80_0000 {  // -0 down to -infinity
-            check(bits)
-            bits += 257
-        }
-        for exponent: UInt32 in 0...254 {
-            for offset: UInt32 in 0..<8 {
-                check(0x8000_0000 | exponent << 23 | offset)
-                check(0x8000_0000 | exponent << 23 | (0x7F_FFFF - offset))
-            }
-        }
-        let threshold = Float(-0x1.5d589ep6).bitPattern
-        for bits in threshold - 0x1_0000...threshold + 0x1_0000 { check(bits) }
-        check(0xFF80_0000)  // -infinity
+        forEachNonPositivePattern(stride: 257, check)
         #expect(mismatches == 0, "[\(level.name)] \(mismatches) inputs differ, first x = \(first ?? 0)")
         #expect(normal > 1000 && flushed > 1000)
     }
+
+    #if canImport(SegLossKernelsAVX512)
+    /// The AVX-512 kernels' e^-|x| (vector_math.h's table and permute): within 1.07 ulp of
+    /// the double e^-|x| and normal wherever -|x| >= -0x1.5d589ep6, the threshold it shares
+    /// with expOfNonPositiveApprox, and 0 below (down to -infinity, and the masked logit
+    /// -1000); the same bits for x and -x. Over every 257th non-positive pattern (every one
+    /// with SEGLOSS_EXHAUSTIVE_MATH=1), every float of [-1, -1/2] (where the error peaks),
+    /// the ends of every binade and every float within 2^16 patterns of the threshold.
+    @Test("expOfNegativeMagnitudeLanes within 1.07 ulp where e^-|x| is normal, 0 where not")
+    func vectorExponential() throws {
+        guard runnableLevels.contains(where: { $0.name == "avx512" }) else { return }
+        var worst = ULPMeasurement(), mismatches = 0, first: Float?, signDiffers = 0
+        var pending: [UInt32] = []
+        func flush() {
+            while pending.count % 16 != 0 { pending.append(0x8000_0000) }
+            var start = 0
+            while start < pending.count {
+                var lanes = SIMD16<Float>(), mirrored = SIMD16<Float>()
+                for lane in 0..<16 {
+                    lanes[lane] = Float(bitPattern: pending[start + lane])
+                    mirrored[lane] = -lanes[lane]
+                }
+                let result = expOfNegativeMagnitudeLanes(lanes), other = expOfNegativeMagnitudeLanes(mirrored)
+                for lane in 0..<16 {
+                    let x = lanes[lane], value = result[lane]
+                    if value.bitPattern != other[lane].bitPattern { signDiffers += 1 }
+                    let agrees: Bool
+                    if x >= -0x1.5d589ep6 {
+                        let error = ulpError(value, Foundation.exp(Double(x)))
+                        worst.evaluated += 1
+                        if error > worst.maxError {
+                            (worst.maxError, worst.worstInput, worst.worstResult) = (error, x, value)
+                        }
+                        agrees = value.isNormal && error <= 1.07
+                    } else {
+                        agrees = value.bitPattern == 0
+                    }
+                    if !agrees {
+                        mismatches += 1
+                        if first == nil { first = x }
+                    }
+                }
+                start += 16
+            }
+            pending.removeAll(keepingCapacity: true)
+        }
+        func check(_ bits: UInt32) {
+            pending.append(bits)
+            if pending.count == 4096 { flush() }
+        }
+        forEachNonPositivePattern(stride: exhaustiveMath ? 1 : 257, check)
+        for bits in Float(-0.5).bitPattern...Float(-1).bitPattern { check(bits) }
+        for x: Float in [-1000, 0] { check(x.bitPattern) }
+        flush()
+        print("expOfNegativeMagnitudeLanes: \(worst)\(exhaustiveMath ? " (exhaustive)" : "")")
+        #expect(mismatches == 0, "\(mismatches) inputs out of bounds, first x = \(first ?? 0); \(worst)")
+        #expect(signDiffers == 0)
+        #expect(worst.maxError > 0.9, "the measurement reaches the peak binade")
+        let ends = expOfNegativeMagnitudeLanes(SIMD16<Float>(-1000, 0, -.infinity, .infinity, 1, -1, 88, -88,
+                                                             .nan, 0, 0, 0, 0, 0, 0, 0))
+        #expect(ends[0] == 0 && ends[1] == 1 && ends[2] == 0 && ends[3] == 0)
+        #expect(ends[4] == ends[5] && ends[6] == 0 && ends[7] == 0)
+    }
+    #endif
 
     /// The hard-target BCE logs two at a time (the general kernels' float path with FMA):
     /// log(q1·q2) against the double log(q1) + log(q2), q = p or 1 - p, over probabilities
