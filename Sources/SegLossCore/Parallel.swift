@@ -126,10 +126,9 @@ struct ChunkPlan {
     /// Always in ascending order. Handing out one pass's chunks from the top down, so that
     /// the gradient pass starts on chunks the statistics pass left in the L3 cache (bits
     /// unchanged, as results are folded by index), was slower at 16M elements on two threads
-    /// in the rounds whose floor ran fast: the logits call 3.5-6% on arrays 16 bytes past a
-    /// line (though 3-15% faster on aligned ones), batch Dice per channel 2-5% on every
-    /// layout (the general calls, 400 rounds interleaved with the current code, either pass
-    /// reversed).
+    /// in the rounds whose floor ran fast, on each of the benchmark's three layouts: the
+    /// logits call 1-4%, batch Dice per channel 2-3% (either pass reversed; 300 rounds
+    /// interleaved with the code before; within 1% in the other rounds).
     func forEach(chunksIn indices: Range<Int>, _ body: (Int) -> Void) {
         let workerCount = min(workers, indices.count)
         if workerCount <= 1 {

@@ -432,9 +432,9 @@ private func forEachRunBlock<R: KernelReal>(
     //
     // No software prefetch: prefetching one or two blocks ahead (through a C helper: Swift
     // has no prefetch) made the 16M calls slower, even with one line of pred and target a
-    // block (in the rounds whose floor ran fast, logits ×1.14-1.18, per channel ×1.05-1.09).
-    // With every line of pred, target and grad it was ×1.4-2. In cache, the instructions alone
-    // cost 2-9%.
+    // block (logits ×1.05-1.19, per channel ×1.00-1.11, on the benchmark's three layouts).
+    // With every line of pred, target and grad it was ×1.5-1.8. In cache, the instructions
+    // alone cost 2-9%.
     KernelScratch.with { header, base in
         let page = 4096, place = 1024
         let shift = (place &+ Int(bitPattern: pred) &- Int(bitPattern: base)) & (page &- 1) & ~63
