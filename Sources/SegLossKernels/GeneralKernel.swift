@@ -432,9 +432,11 @@ private func forEachRunBlock<R: KernelReal>(
     //
     // No software prefetch: prefetching one or two blocks ahead (through a C helper: Swift
     // has no prefetch) made the 16M calls slower, even with one line of pred and target a
-    // block (logits ×1.05-1.19, per channel ×1.00-1.11, on the benchmark's three layouts).
+    // block (logits ×1.05-1.19, per channel ×1.00-1.11, on the benchmark's three layouts),
+    // or with one line of each only where the window 4 or 8 KiB ahead reaches a new page
+    // (logits ×1.07-1.28: each such prefetch seems to cost a page walk the core waits for).
     // With every line of pred, target and grad it was ×1.5-1.8. In cache, the instructions
-    // alone cost 2-9%.
+    // alone cost 0.6-19%.
     KernelScratch.with { header, base in
         let page = 4096, place = 1024
         let shift = (place &+ Int(bitPattern: pred) &- Int(bitPattern: base)) & (page &- 1) & ~63
