@@ -166,11 +166,12 @@ extension Float: KernelReal {
     @inline(__always) static func exponentialOfNonPositive(_ x: Float) -> Float { expOfNonPositiveApprox(x) }
     /// At the AVX-512 level the exponentials come from a 16-entry table of 2^(j/16) in a
     /// register, looked up by a lane permute, and a polynomial of degree 3 (vector_math.h):
-    /// four multiply-adds where expOfNonPositiveApprox takes six, on the loops that bound the
-    /// logits calls (their multiply-adds, one a cycle). At most 1.07 ulp where
-    /// expOfNonPositiveApprox is 0.89 (VectorMathTests). Other levels have no lane permute
-    /// (AVX2's holds 8 lanes), and a table read lane by lane is a gather, slower than the
-    /// two multiply-adds it saves.
+    /// four multiply-adds where expOfNonPositiveApprox takes six, in the loops whose
+    /// multiply-adds (one 16-lane one a cycle on this machine) bound the logits calls. At most
+    /// 1.07 ulp where expOfNonPositiveApprox is 0.89 (VectorMathTests). The other levels keep
+    /// expOfNonPositiveApprox (not tried there: AVX2's permute holds 8 lanes, whose table
+    /// would need a polynomial of degree 4; without one, a table read lane by lane is a
+    /// gather).
     static var hasVectorExponentials: Bool {
         #if SEGLOSS_AVX512
         return true
