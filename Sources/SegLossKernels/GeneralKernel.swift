@@ -837,12 +837,12 @@ private func blockSum<R: KernelReal>(_ values: UnsafeMutablePointer<R>, _ padded
 /// without cancellation: the logits gradient loops' common start.
 ///
 /// The division stays. AVX-512's reciprocal estimate refined by one Newton step (VRCP14PS
-/// and two multiply-adds, within 0.53 ulp where sampled) was tried in its place, here and in the
-/// statistics pass's sigmoid loop. It needs an explicit 16-float loop, which Swift can only
-/// reach through a C helper, and so a loop of its own over e. The fused logits call was
-/// 4.5% slower for it (262,144 elements in cache, one thread, 221.6 against 231.7 µs): the
-/// extra loop cost what the divisions did (in these loops the division presumably overlaps
-/// the other arithmetic).
+/// and two multiply-adds, within 0.53 ulp where sampled) was tried in its place, here and in
+/// the statistics pass's sigmoid loop, through a C helper (vector_math.h's kind). In a loop
+/// of its own over e, the fused logits call was 4.5% slower (262,144 elements in cache, one
+/// thread, 221.6 against 231.7 µs); inside the table exponential's loops, storing the
+/// inverses for these loops to read, 6% slower (213.4 against 226.6 µs). In these loops the
+/// division presumably overlaps the other arithmetic, which the estimate's steps add to.
 @inline(__always)
 private func logistic<R: KernelReal>(_ x: R, _ a: R) -> (sigmoid: R, slope: R) {
     let inverse = 1 / (1 + a)
