@@ -78,8 +78,8 @@ protocol KernelReal: BinaryFloatingPoint, SIMDScalar, Codable, StoredElement {
         -> (log: Self, productBits: UInt32)
     /// e^x for x <= 0 (the kernels' use: e^-|logit|).
     static func exponentialOfNonPositive(_ x: Self) -> Self
-    /// A logit whose e^-|x| `exponentialOfNonPositive` gives as exactly 0 without a slow path
-    /// (see `stage(maskedLogits:)`), or nil.
+    /// A logit whose e^-|x| `exponentialOfNonPositive` (and `vectorExponentials`) gives as
+    /// exactly 0 without a slow path (see `stage(maskedLogits:)`), or nil.
     static var maskedLogit: Self? { get }
     /// a·b + c, in one rounding where the CPU level has FMA (VectorMath's multiplyAdd).
     static func fusedMultiplyAdd(_ a: Self, _ b: Self, _ c: Self) -> Self
@@ -166,9 +166,9 @@ extension Float: KernelReal {
     @inline(__always) static func exponentialOfNonPositive(_ x: Float) -> Float { expOfNonPositiveApprox(x) }
     /// At the AVX-512 level the exponentials come from a 16-entry table of 2^(j/16) in a
     /// register, looked up by a lane permute, and a polynomial of degree 3 (vector_math.h):
-    /// four multiply-adds where expOfNonPositiveApprox takes six, in the loops whose
-    /// multiply-adds (one 16-lane one a cycle on this machine) bound the logits calls. At most
-    /// 1.07 ulp where expOfNonPositiveApprox is 0.89 (VectorMathTests). The other levels keep
+    /// three multiply-adds and a multiply where expOfNonPositiveApprox takes six multiply-adds,
+    /// in the loops that bound the logits calls. At most 1.07 ulp where expOfNonPositiveApprox
+    /// is 0.89 (VectorMathTests). The other levels keep
     /// expOfNonPositiveApprox (not tried there: AVX2's permute holds 8 lanes, whose table
     /// would need a polynomial of degree 4; without one, a table read lane by lane is a
     /// gather).
@@ -204,7 +204,8 @@ extension Float: KernelReal {
         return (0, 0)
         #endif
     }
-    /// expOfNonPositiveApprox is 0 below -87.34, with no subnormal arithmetic.
+    /// expOfNonPositiveApprox is 0 below -87.34, with no subnormal arithmetic, and so is
+    /// expOfNegativeMagnitudeLanes (VectorMathTests checks -1000).
     static var maskedLogit: Float? { -1000 }
     @inline(__always) static func fusedMultiplyAdd(_ a: Float, _ b: Float, _ c: Float) -> Float {
         multiplyAdd(a, b, c)

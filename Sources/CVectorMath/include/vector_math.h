@@ -21,8 +21,9 @@ typedef int segloss_m512i __attribute__((vector_size(64)));
  * parts, Cody and Waite's reduction); e^-|x| = 2^n · T[j] · e^r, with T[j] = 2^(j/16)
  * rounded to float, looked up by one permute of a 16-float register, and e^r = 1 + q,
  * q = r + r^2/2 + r^3/6 (relative error below 1e-8 on that range), so the result is
- * fma(T[j], q, T[j]) with n added to its exponent. Four multiply-adds where a polynomial
- * over the whole of [-ln(2)/2, ln(2)/2] (VectorMath.swift's expApprox) takes six.
+ * fma(T[j], q, T[j]) with n added to its exponent: three multiply-adds and a multiply where
+ * a polynomial over the whole of [-ln(2)/2, ln(2)/2] (VectorMath.swift's expApprox) takes
+ * six multiply-adds.
  * At most 1.07 ulp from e^-|x| where that is normal (exhaustive: 1.0685 at x = -0x1.155374p-1;
  * Tests/SegLossCoreTests/VectorMathTests.swift). */
 static inline __attribute__((always_inline)) segloss_float16 segloss_exp_negative_magnitude16(segloss_float16 x)
