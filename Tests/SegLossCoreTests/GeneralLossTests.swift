@@ -169,6 +169,12 @@ let generalCases: [GeneralCase] = {
     o.smoothDr = 1e-5
     cases.append(GeneralCase(name: "logits float64, sample x channel, tiny runs over many channels",
                              options: o, batch: 3, channels: 7_000, spatial: 5, predType: .float64))
+    // The common logits form (no pos_weight or smoothing) in float32: at the AVX-512 level its
+    // whole blocks take the explicit loops (GeneralKernel.swift), its last block the others.
+    o = LossOptions()
+    o.logits = true
+    cases.append(GeneralCase(name: "lean logits float32, whole tensor, per-pixel mask",
+                             options: o, batch: 3, channels: 2, spatial: 5_000, mask: .perPixel))
     return cases
 }()
 
@@ -252,6 +258,46 @@ func poisonScratch() {
         let forward = try inputs.with(c.shape) { try loss.forwardCall($0, sums: &sums) }
         #expect(forward.bitPattern == fused.loss)
         #expect(sums.map(\.bitPattern) == fused.sums)
+    }
+
+    /// At the AVX-512 level the fused call's gradient pass takes one explicit loop for a whole
+    /// block of the common logits form and the general loops for a short one (GeneralKernel.swift,
+    /// "Explicit loops"): the gradient is elementwise, so the same element must get the same
+    /// bits in both. One run of 512 + 100 elements whose last 100 repeat its first 100 (pred,
+    /// target and mask), with both region forms (squared: a gradient that depends on p) and
+    /// both target kinds. (At the other levels both blocks take the general loops.)
+    @Test(arguments: [false, true], [ElementType.float32, .uint8])
+    func explicitLoopMatchesGeneralLoops(squared: Bool, targetType: ElementType) throws {
+        var o = LossOptions()
+        o.logits = true
+        o.squared = squared
+        for masked in [false, true] {
+            let c = GeneralCase(name: "repeated block", options: o, batch: 1, channels: 1, spatial: 612,
+                                targetType: targetType, mask: masked ? .perElement : .none)
+            var inputs = GeneralInputs(c, seed: 99)
+            // Targets 0 and 1 (GeneralInputs leaves the first run empty), and soft in float32.
+            var rng = XorShift32(seed: 7)
+            let targets = (0..<612).map { _ -> Double in
+                let u = Double(rng.unit())
+                return targetType == .float32 && u < 0.2 ? Double(rng.unit()) : (u < 0.5 ? 1 : 0)
+            }
+            inputs.target = GeneralInputs.encode(targets, targetType)
+            // Logits beyond the exponential's range, ±0 and small ones among the first 100.
+            let extremes: [Float] = [-200, 200, -90, 90, 0, -0.0, 1e-30, -1e-30, 30, -30]
+            for (k, x) in extremes.enumerated() where !masked || inputs.mask![k * 7] != 0 {
+                withUnsafeBytes(of: x) { inputs.pred.replaceSubrange(k * 7 * 4 ..< k * 7 * 4 + 4, with: $0) }
+            }
+            let predStride = 4, targetStride = targetType.size  // float32 pred
+            inputs.pred.replaceSubrange(512 * predStride ..< 612 * predStride, with: inputs.pred[0 ..< 100 * predStride])
+            inputs.target.replaceSubrange(
+                512 * targetStride ..< 612 * targetStride, with: inputs.target[0 ..< 100 * targetStride])
+            if masked { inputs.mask!.replaceSubrange(512 ..< 612, with: inputs.mask![0 ..< 100]) }
+            let result = try runGeneral(c, inputs, threads: 1)
+            let bits = result.grad.withUnsafeBytes { Array($0.bindMemory(to: UInt32.self)) }
+            let differing = (0..<100).first { bits[512 + $0] != bits[$0] }
+            #expect(differing == nil, "masked \(masked): element \(differing ?? 0) and \(512 + (differing ?? 0))")
+            #expect(!Double(bitPattern: result.loss).isNaN)
+        }
     }
 
     @Test(arguments: generalCases)
