@@ -1115,25 +1115,32 @@ private func runGradient<R: KernelReal, T: StoredElement>(
 // MARK: - Explicit loops
 
 // At the AVX-512 level the float logits passes' loops after the exponentials are explicit
-// 16-lane loops: in the statistics pass, one loop computes the sigmoids and adds them up
+// 16-lane loops. In the statistics pass one loop computes the sigmoids and adds them up
 // (logitsSums), in place of the sigmoid loop's second half, which stored p and q, and
-// blockSums, which loaded them again; in the gradient pass of the common form, one loop
+// blockSums, which loaded them again. In the gradient pass of the common form one loop
 // computes the gradient and the element terms and builds up leanLogitsLanes' sum and
 // products (leanLogitsGradient), in place of termsAndGradient, which stored the terms, and
 // leanLogitsLanes' loops, which loaded them and e again. Each computes what the loops it
-// replaces compute, operation by operation in the same order, with the lanes where
-// LLVM's vectorization of those loops puts them: the same bits (a comparison of the old and
-// the new build over 3,552 calls, every input kind, option and size class bitwise equal).
-// Their stores and loads of whole blocks were what they save: 65,536 elements in cache, one
-// thread, the fused logits call took 53.1 against 55.2 µs; at 16M elements on two threads,
-// with a fast floor (rounds interleaved in one process), 4.5% (arrays on a line, 4 KiB
-// pages) to 8% (16 bytes past a line) less.
+// replaces compute, operation by operation in the same order, each element in the lane
+// LLVM's vectorization of those loops gives it: the same bits. (The built libraries before
+// and after, compared over 3,552 cases of every input kind, option, mask, size class and
+// alignment, fused, forward and backward calls on 1, 2 and all threads: none differed.
+// GeneralLossTests' explicitLoopMatchesGeneralLoops checks the gradient loop against the
+// general loops in one build.)
 //
-// The exponentials stay in loops of their own: with them inside, the gradient loop ran 3%
-// slower than before rather than 2% faster (the longer chain of dependent operations from
-// each load to its store). So does the statistics pass's copy of the targets where they span
-// lines: without it (the sums loop reading them from the caller's array) the call at 16M was
-// 2% slower on arrays 16 bytes past a line.
+// What they save is those stores and loads of whole blocks: 65,536 elements in cache, one
+// thread, the fused logits call took 54.0 µs where it took 56.0 (16 bytes past a line; 53.1
+// and 54.9 on a line); at 16M elements on two threads, in the rounds whose floor ran fast
+// (600 rounds interleaved with the floor in one process), ×0.956, ×0.920 and ×0.940 on
+// PyTorch's, malloc's and numpy's layout (see bench/bench_segloss.c), ×0.957–0.980 in the
+// others.
+//
+// Not done, measured slower: the exponential inside the gradient loop (the fused call in
+// cache took 1.5–3% longer than before the explicit loops, where without it it takes 1–3%
+// less, the statistics pass's loop aside); the statistics pass without its copy of the targets where they span lines
+// (the sums loop reading them from the caller's array: 2% slower at 16M, 16 bytes past a
+// line), or with e carrying the sign of x in place of the copy of x (2% slower); the gradient
+// pass copying the targets too (5% slower at 16M, 16 bytes past a line).
 extension Float {
     @inline(__always) static func logitsSums(
         _ raw: UnsafeMutablePointer<Float>, _ e: UnsafeMutablePointer<Float>, _ t: UnsafeMutablePointer<Float>,
