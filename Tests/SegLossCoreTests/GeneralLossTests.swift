@@ -300,6 +300,37 @@ func poisonScratch() {
         }
     }
 
+    /// At the AVX-512 level a whole masked block of the common logits form is staged, checked
+    /// and counted in the exponentials' loop (GeneralKernel.swift, "Explicit loops"), a short
+    /// one by the general staging. Masked elements hold a NaN logit and the target 7
+    /// (GeneralInputs): ignored, and the valid count is the mask's; a bad value where the mask
+    /// keeps it, in a whole block and in the short one, is an error.
+    @Test(arguments: [ElementType.float32, .uint8])
+    func maskedBlocksCheckAndCountKeptElementsOnly(targetType: ElementType) throws {
+        var o = LossOptions()
+        o.logits = true
+        let c = GeneralCase(name: "masked blocks", options: o, batch: 1, channels: 1, spatial: 1024 + 40,
+                            targetType: targetType, mask: .perElement)
+        let inputs = GeneralInputs(c, seed: 5)
+        let mask = inputs.mask!
+        let result = try runGeneral(c, inputs, threads: 1)
+        #expect(!Double(bitPattern: result.loss).isNaN)
+        #expect(Double(bitPattern: result.sums[5]) == Double(mask.filter { $0 != 0 }.count))
+        for block in [0..<512, 512..<1024, 1024..<1064] {
+            let kept = block.first { mask[$0] != 0 }!
+            var badTarget = inputs
+            if targetType == .uint8 {
+                badTarget.target[kept] = 2
+            } else {
+                withUnsafeBytes(of: Float(2)) { badTarget.target.replaceSubrange(kept * 4 ..< kept * 4 + 4, with: $0) }
+            }
+            #expect(throws: SegLossError.targetOutOfRange, "block \(block)") { try runGeneral(c, badTarget, threads: 1) }
+            var badLogit = inputs
+            withUnsafeBytes(of: Float.infinity) { badLogit.pred.replaceSubrange(kept * 4 ..< kept * 4 + 4, with: $0) }
+            #expect(throws: SegLossError.predOutOfRange, "block \(block)") { try runGeneral(c, badLogit, threads: 1) }
+        }
+    }
+
     @Test(arguments: generalCases)
     func levelsAgree(_ c: GeneralCase) throws {
         let inputs = GeneralInputs(c)

@@ -1,6 +1,6 @@
 /* vector_math.h — what the Swift kernels cannot spell for AVX-512: a lane permute (the table
- * lookup of the exponential below), unsigned lane maxima, a fused multiply-add and unaligned
- * loads and stores that surely inline, on 16-float vectors. Static
+ * lookup of the exponential below), unsigned lane maxima, a fused multiply-add, unaligned
+ * loads and stores that surely inline, and byte lanes widened to 16-lane vectors. Static
  * inline functions that Swift imports on SIMD16<Float> / SIMD16<UInt32> and inlines into the
  * kernel that calls them (Sources/SegLossKernels/GeneralKernel.swift). Declared only where
  * the importing module is compiled for AVX-512 (the AVX-512 kernel level), empty elsewhere. */
@@ -89,6 +89,26 @@ static inline __attribute__((always_inline)) void segloss_store16(float *p, segl
 static inline __attribute__((always_inline)) segloss_float16 segloss_fma16(segloss_float16 a, segloss_float16 b, segloss_float16 c)
 {
     return __builtin_elementwise_fma(a, b, c);
+}
+
+typedef unsigned char segloss_bytes16 __attribute__((ext_vector_type(16), aligned(1), may_alias));
+
+/* All ones in the lanes whose byte of the 16 at p is not 0, else 0 (a mask's valid lanes). */
+static inline __attribute__((always_inline)) segloss_int16 segloss_nonzero_bytes16(const unsigned char *p)
+{
+    return __builtin_convertvector(*(const segloss_bytes16 *)p != (unsigned char)0, segloss_int16);
+}
+
+/* The 16 bytes at p as floats (uint8 targets). */
+static inline __attribute__((always_inline)) segloss_float16 segloss_bytes_as_floats16(const unsigned char *p)
+{
+    return __builtin_convertvector(*(const segloss_bytes16 *)p, segloss_float16);
+}
+
+/* a where keep is all ones, b where it is 0, lane by lane. */
+static inline __attribute__((always_inline)) segloss_float16 segloss_select16(segloss_int16 keep, segloss_float16 a, segloss_float16 b)
+{
+    return keep ? a : b;
 }
 
 /* The largest lane. */
