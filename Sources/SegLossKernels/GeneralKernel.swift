@@ -1166,18 +1166,20 @@ private func runGradient<R: KernelReal, T: StoredElement>(
 //
 // For a masked block of the lean forms (float pred, float or uint8 targets) the staging (the
 // logits and targets copied, masked ones replaced), the valid count and the exponentials'
-// loop are one loop too (stageMaskedLogitsWithExponentials), in both passes: the same values
-// where stage, validCount and vectorExponentials made four loops over the block's memory. The
-// masked logits call (uint8 targets, per-pixel mask, Dice per sample x channel) took 62.2 µs
-// where it took 67.1 (in cache, one thread), and at 16M, in fast-floor rounds, ×0.909 and
-// ×0.906 (malloc's and numpy's layout; ×0.91–0.93 in the others).
+// loop are one loop too (stageMaskedLogitsWithExponentials), in both passes, where stage,
+// validCount and vectorExponentials made four loops over the block's memory: the same values
+// (and bits: the comparison above covered it too). The masked logits call (uint8 targets,
+// per-pixel mask, Dice per sample x channel) took 62.0 µs where it took 67.1 (in cache, one
+// thread), and at 16M, in fast-floor rounds, ×0.909 and ×0.906 (malloc's and numpy's layout;
+// ×0.91–0.93 in the others).
 //
 // Not done, measured slower: the exponential inside the gradient loop (the fused call in
 // cache took 1.5–3% longer than before the explicit loops, where without it it takes 1–3%
-// less, the statistics pass's loop aside); the statistics pass without its copy of the targets where they span lines
-// (the sums loop reading them from the caller's array: 2% slower at 16M, 16 bytes past a
-// line), or with e carrying the sign of x in place of the copy of x (2% slower); the gradient
-// pass copying the targets too (5% slower at 16M, 16 bytes past a line).
+// less, the statistics pass's loop aside); the statistics pass without its copy of the
+// targets where they span lines (the sums loop reading them from the caller's array: 2%
+// slower at 16M, 16 bytes past a line), or with e carrying the sign of x in place of the copy
+// of x (2% slower); the gradient pass copying the targets too (5% slower at 16M, 16 bytes past
+// a line); the gradient pass without its copy of the logits (no faster).
 extension Float {
     @inline(__always) static func logitsSums(
         _ raw: UnsafeMutablePointer<Float>, _ e: UnsafeMutablePointer<Float>, _ t: UnsafeMutablePointer<Float>,
