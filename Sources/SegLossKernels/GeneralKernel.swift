@@ -213,19 +213,18 @@ extension Float: KernelReal {
         copy: UnsafeMutablePointer<Float>?, t: UnsafeMutablePointer<Float>?, copyT: UnsafeMutablePointer<Float>?
     ) -> (largest: UInt32, largestTarget: UInt32) {
         #if SEGLOSS_AVX512
-        typealias Lanes = SIMD16<Float>
         var largest = SIMD16<UInt32>(), largestTarget = SIMD16<UInt32>()
         var k = 0
         while k < count {
-            let x = UnsafeRawPointer(raw + k).loadUnaligned(as: Lanes.self)
-            if let copy { UnsafeMutableRawPointer(copy + k).storeBytes(of: x, as: Lanes.self) }
+            let x = segloss_load16(raw + k)
+            if let copy { segloss_store16(copy + k, x) }
             if let t {
-                let y = UnsafeRawPointer(t + k).loadUnaligned(as: Lanes.self)
-                if let copyT { UnsafeMutableRawPointer(copyT + k).storeBytes(of: y, as: Lanes.self) }
+                let y = segloss_load16(t + k)
+                if let copyT { segloss_store16(copyT + k, y) }
                 largest = segloss_max_negative_magnitude_bits16(largest, x)
                 largestTarget = segloss_max_unit_bits16(largestTarget, y)
             }
-            UnsafeMutableRawPointer(e + k).storeBytes(of: expOfNegativeMagnitudeLanes(x), as: Lanes.self)
+            segloss_store16(e + k, expOfNegativeMagnitudeLanes(x))
             k &+= 16
         }
         return (segloss_reduce_max16(largest), segloss_reduce_max16(largestTarget))
@@ -534,13 +533,8 @@ private func runStatistics<R: KernelReal, T: StoredElement>(
         // A whole masked block of the lean forms, float pred, float or uint8 targets, at the
         // AVX-512 level: staged, checked and counted in the exponentials' loop (see "Explicit
         // loops"). Else stage, validCount and sigmoidLoops.
-        if R.hasVectorExponentials && leanLogits && length == padded && (T.self == Float.self || T.self == UInt8.self),
-           let mask = input.mask {
-            let f = { (p: UnsafeMutablePointer<R>) in UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self) }
-            let r = stageMaskedLogitsWithExponentials(
-                pred: input.pred + start &* 4, target: input.target + start &* MemoryLayout<T>.stride,
-                targetBytes: T.self == UInt8.self, mask: mask + start, raw: f(b.raw), t: f(b.t), e: f(b.e),
-                length, checks: true)
+        if stagesWithExponentials(input, length, padded, leanLogits: leanLogits, R.self, T.self) {
+            let r = stageMaskedBlock(input, start, length, b, T.self, checks: true)
             validElements &+= r.valid
             invalidPred = r.largest >= UInt32(truncatingIfNeeded: R.negativeInfinityBits)
             targetBits = R.Bits(truncatingIfNeeded: r.largestTarget)
@@ -862,12 +856,7 @@ private func logitsElementTerm<R: KernelReal>(
 private func leanLogitsLanes<R: KernelReal>(
     _ b: BlockBuffers<R>, _ padded: Int, useMask: Bool, from: Int = 0, _ lanes: LeanLanes<R> = LeanLanes()
 ) -> SIMD16<R> {
-    var sum = lanes.sum
-    var j = from
-    while j < padded {
-        sum += UnsafeRawPointer(b.terms + j).loadUnaligned(as: SIMD16<R>.self)
-        j &+= 16
-    }
+    let sum = blockSum(b.terms + from, padded &- from, startingWith: lanes.sum)
     // Four products of every fourth vector, so that four chains of dependent operations run
     // side by side, then their product. At most generalBlockLength / 16 = 32 factors of at most
     // 2 a lane: S < 2^32.
@@ -896,10 +885,12 @@ private func leanLogitsLanes<R: KernelReal>(
     return sum + blockSum(b.terms + 16, 16)
 }
 
-/// The sum of `padded` values (a multiple of 16) in 16 lanes.
+/// The sum of `padded` values (a multiple of 16) in 16 lanes, added to `sum` in order.
 @inline(__always)
-private func blockSum<R: KernelReal>(_ values: UnsafeMutablePointer<R>, _ padded: Int) -> SIMD16<R> {
-    var sum = SIMD16<R>()
+private func blockSum<R: KernelReal>(
+    _ values: UnsafeMutablePointer<R>, _ padded: Int, startingWith sum: SIMD16<R> = SIMD16<R>()
+) -> SIMD16<R> {
+    var sum = sum
     var k = 0
     while k < padded {
         sum += UnsafeRawPointer(values + k).loadUnaligned(as: SIMD16<R>.self)
@@ -947,15 +938,10 @@ private func runGradient<R: KernelReal, T: StoredElement>(
         let flagged = isFlagged
         // As in runStatistics: a whole masked block of the lean forms staged in the
         // exponentials' loop, without the checks (the statistics pass made them).
-        let stagedWithExponentials = R.hasVectorExponentials && leanLogits && length == padded
-            && (T.self == Float.self || T.self == UInt8.self) && input.mask != nil
+        let stagedWithExponentials = stagesWithExponentials(input, length, padded, leanLogits: leanLogits, R.self, T.self)
         var staged = buffers
-        if stagedWithExponentials, let mask = input.mask {
-            let f = { (p: UnsafeMutablePointer<R>) in UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self) }
-            _ = stageMaskedLogitsWithExponentials(
-                pred: input.pred + start &* 4, target: input.target + start &* MemoryLayout<T>.stride,
-                targetBytes: T.self == UInt8.self, mask: mask + start, raw: f(staged.raw), t: f(staged.t),
-                e: f(staged.e), length, checks: false)
+        if stagedWithExponentials {
+            _ = stageMaskedBlock(input, start, length, staged, T.self, checks: false)
         } else {
             staged = stage(input, start, length, padded, buffers, R.self, T.self, maskedLogits: leanLogits,
                            direct: !inPlace)
@@ -1263,6 +1249,30 @@ extension Float {
         lanes = l
         #endif
     }
+}
+
+/// Whether a block takes stageMaskedBlock in place of stage (and in the statistics pass
+/// validCount, in both passes the exponentials' loop): a whole masked block of the lean logits
+/// forms, float pred, float or uint8 targets, at the AVX-512 level.
+@inline(__always)
+private func stagesWithExponentials<R: KernelReal, T: StoredElement>(
+    _ input: KernelInput, _ length: Int, _ padded: Int, leanLogits: Bool, _: R.Type, _: T.Type
+) -> Bool {
+    R.hasVectorExponentials && leanLogits && length == padded && input.mask != nil
+        && (T.self == Float.self || T.self == UInt8.self)
+}
+
+/// stageMaskedLogitsWithExponentials for elements `start ..< start + length` of the run into
+/// the block buffers (see stagesWithExponentials).
+@inline(__always)
+private func stageMaskedBlock<R: KernelReal, T: StoredElement>(
+    _ input: KernelInput, _ start: Int, _ length: Int, _ b: BlockBuffers<R>, _: T.Type, checks: Bool
+) -> (largest: UInt32, largestTarget: UInt32, valid: Int) {
+    let float = { (p: UnsafeMutablePointer<R>) in UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self) }
+    return stageMaskedLogitsWithExponentials(
+        pred: input.pred + start &* MemoryLayout<Float>.stride, target: input.target + start &* MemoryLayout<T>.stride,
+        targetBytes: T.self == UInt8.self, mask: input.mask! + start, raw: float(b.raw), t: float(b.t),
+        e: float(b.e), length, checks: checks)
 }
 
 /// stage, validCount and the exponentials' loop (vectorExponentials) of a masked block of the

@@ -98,6 +98,13 @@ struct GeneralInputs {
     }
 }
 
+extension [UInt8] {
+    /// Writes `value` as the float32 element `index` of these bytes.
+    mutating func setFloat(_ value: Float, at index: Int) {
+        Swift.withUnsafeBytes(of: value) { replaceSubrange(index * 4 ..< index * 4 + 4, with: $0) }
+    }
+}
+
 /// Everything a call returns, as bits.
 struct GeneralResult: Equatable {
     var loss: UInt64
@@ -285,7 +292,7 @@ func poisonScratch() {
             // Logits beyond the exponential's range, ±0 and small ones among the first 100.
             let extremes: [Float] = [-200, 200, -90, 90, 0, -0.0, 1e-30, -1e-30, 30, -30]
             for (k, x) in extremes.enumerated() where !masked || inputs.mask![k * 7] != 0 {
-                withUnsafeBytes(of: x) { inputs.pred.replaceSubrange(k * 7 * 4 ..< k * 7 * 4 + 4, with: $0) }
+                inputs.pred.setFloat(x, at: k * 7)
             }
             let predStride = 4, targetStride = targetType.size  // float32 pred
             inputs.pred.replaceSubrange(512 * predStride ..< 612 * predStride, with: inputs.pred[0 ..< 100 * predStride])
@@ -322,11 +329,11 @@ func poisonScratch() {
             if targetType == .uint8 {
                 badTarget.target[kept] = 2
             } else {
-                withUnsafeBytes(of: Float(2)) { badTarget.target.replaceSubrange(kept * 4 ..< kept * 4 + 4, with: $0) }
+                badTarget.target.setFloat(2, at: kept)
             }
             #expect(throws: SegLossError.targetOutOfRange, "block \(block)") { try runGeneral(c, badTarget, threads: 1) }
             var badLogit = inputs
-            withUnsafeBytes(of: Float.infinity) { badLogit.pred.replaceSubrange(kept * 4 ..< kept * 4 + 4, with: $0) }
+            badLogit.pred.setFloat(.infinity, at: kept)
             #expect(throws: SegLossError.predOutOfRange, "block \(block)") { try runGeneral(c, badLogit, threads: 1) }
         }
     }
